@@ -145,7 +145,7 @@ absl::StatusOr<DenseProgram> Parse(absl::string_view text) {
 }
 
 std::string HashText(absl::string_view text) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL;
   for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ULL;

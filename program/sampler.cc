@@ -27,18 +27,21 @@ uint64_t ScheduleSpace::size() const {
   return static_cast<uint64_t>(i_.size()) * j_.size() * k_.size() * std::size(kOrders);
 }
 
-DenseProgram ScheduleSpace::Sample(std::mt19937_64& rng) const {
-  auto pick = [&rng](const std::vector<AxisTiling>& v) {
-    return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
-  };
+DenseProgram ScheduleSpace::At(uint64_t index) const {
   DenseProgram p;
   p.workload = workload_;
-  p.schedule.i = pick(i_);
-  p.schedule.j = pick(j_);
-  p.schedule.k = pick(k_);
-  p.schedule.order =
-      kOrders[std::uniform_int_distribution<size_t>(0, std::size(kOrders) - 1)(rng)];
+  p.schedule.order = kOrders[index % std::size(kOrders)];
+  index /= std::size(kOrders);
+  p.schedule.k = k_[index % k_.size()];
+  index /= k_.size();
+  p.schedule.j = j_[index % j_.size()];
+  index /= j_.size();
+  p.schedule.i = i_[index % i_.size()];
   return p;
+}
+
+DenseProgram ScheduleSpace::Sample(std::mt19937_64& rng) const {
+  return At(std::uniform_int_distribution<uint64_t>(0, size() - 1)(rng));
 }
 
 }  // namespace tlm::program

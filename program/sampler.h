@@ -21,6 +21,10 @@ class ScheduleSpace {
   // Number of distinct valid programs.
   uint64_t size() const;
 
+  // The program with the given index in [0, size()): a fixed enumeration of
+  // the space, so distinct indices give distinct programs.
+  DenseProgram At(uint64_t index) const;
+
   // A uniformly drawn valid program. Thread-compatible.
   DenseProgram Sample(std::mt19937_64& rng) const;
 

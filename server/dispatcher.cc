@@ -1,0 +1,349 @@
+#include "server/dispatcher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace tlm::server {
+namespace {
+
+constexpr double kDefaultBuildTimeoutS = 30;
+constexpr double kDefaultRunTimeoutS = 60;
+constexpr int kSilentIntervals = 3;
+
+bool Matches(const Job& job, const tlm::v1::RegisterRequest& worker) {
+  const tlm::v1::Target& target = worker.capabilities().target();
+  return job.target.kind() == target.kind() &&
+         (job.target.device().empty() || job.target.device() == target.device());
+}
+
+}  // namespace
+
+std::optional<tlm::v1::MeasureJob> WorkerSession::NextJob(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !outbox_.empty() || closed_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (closed_ || outbox_.empty()) return std::nullopt;
+  tlm::v1::MeasureJob job = std::move(outbox_.front());
+  outbox_.pop_front();
+  return job;
+}
+
+bool WorkerSession::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+void WorkerSession::Deliver(tlm::v1::MeasureJob job) {
+  absl::MutexLock lock(&mu_);
+  outbox_.push_back(std::move(job));
+}
+
+void WorkerSession::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  outbox_.clear();
+}
+
+Dispatcher::Dispatcher(Options options, OutcomeCallback on_outcome)
+    : options_(std::move(options)), on_outcome_(std::move(on_outcome)) {}
+
+Dispatcher::~Dispatcher() {
+  Stop();
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, worker] : workers_) worker.session->Close();
+}
+
+absl::Duration Dispatcher::LeaseFor(const tlm::v1::MeasureOptions& o) const {
+  const double build = o.build_timeout_s() > 0 ? o.build_timeout_s() : kDefaultBuildTimeoutS;
+  const double run = o.run_timeout_s() > 0 ? o.run_timeout_s() : kDefaultRunTimeoutS;
+  return absl::Seconds(build + run) + options_.lease_margin;
+}
+
+void Dispatcher::Deliver(std::vector<JobOutcome> outcomes) {
+  for (const JobOutcome& o : outcomes) on_outcome_(o);
+}
+
+void Dispatcher::Enqueue(Job job) {
+  absl::MutexLock lock(&mu_);
+  const int64_t id = job.job_id;
+  if (jobs_.count(id) != 0) {
+    spdlog::warn("job {} is already queued or leased; enqueue ignored", id);
+    return;
+  }
+  queues_[job.target.kind()].push_back(id);
+  Entry& entry = jobs_[id];
+  entry.job = std::move(job);
+  entry.enqueued_at = options_.clock();
+  Assign();
+}
+
+int Dispatcher::CancelTask(int64_t task_id) {
+  absl::MutexLock lock(&mu_);
+  int dropped = 0;
+  for (auto& [kind, queue] : queues_) {
+    auto keep = std::remove_if(queue.begin(), queue.end(), [&](int64_t id) {
+      if (jobs_.at(id).job.task_id != task_id) return false;
+      jobs_.erase(id);
+      ++dropped;
+      return true;
+    });
+    queue.erase(keep, queue.end());
+  }
+  return dropped;
+}
+
+absl::StatusOr<std::shared_ptr<WorkerSession>> Dispatcher::Connect(
+    const tlm::v1::RegisterRequest& request) {
+  if (request.capabilities().target().kind().empty()) {
+    return absl::InvalidArgumentError("register.capabilities.target.kind: missing");
+  }
+  if (request.capabilities().max_in_flight() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("register.capabilities.max_in_flight: must be at least 1, got ",
+                     request.capabilities().max_in_flight()));
+  }
+  absl::MutexLock lock(&mu_);
+  const std::string id = absl::StrCat("w-", next_worker_++);
+  Worker& worker = workers_[id];
+  worker.session = std::make_shared<WorkerSession>(id);
+  worker.registration = request;
+  worker.connected_at = worker.last_heartbeat = options_.clock();
+  return worker.session;
+}
+
+tlm::v1::RegisterResponse Dispatcher::Registration(const std::string& worker_id) const {
+  tlm::v1::RegisterResponse response;
+  response.set_worker_id(worker_id);
+  response.set_heartbeat_interval_ms(
+      static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  return response;
+}
+
+void Dispatcher::Disconnect(const std::string& worker_id) {
+  std::vector<JobOutcome> outcomes;
+  {
+    absl::MutexLock lock(&mu_);
+    DropWorker(worker_id, absl::StrCat("worker ", worker_id, " disconnected"), outcomes);
+    Assign();
+  }
+  Deliver(std::move(outcomes));
+}
+
+void Dispatcher::Grant(const std::string& worker_id, int32_t credits) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || credits <= 0) return;
+  it->second.credits += credits;
+  it->second.last_heartbeat = options_.clock();
+  Assign();
+}
+
+void Dispatcher::Heartbeat(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.last_heartbeat = options_.clock();
+}
+
+bool Dispatcher::Complete(const std::string& worker_id, const tlm::v1::JobResult& result) {
+  std::vector<JobOutcome> outcomes;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(result.job_id());
+    if (it == jobs_.end() || !it->second.lease.has_value() ||
+        it->second.lease->lease_id != result.lease_id() ||
+        it->second.lease->worker_id != worker_id) {
+      spdlog::info("ignoring result for job {} lease {} from {}: not a current lease",
+                   result.job_id(), result.lease_id(), worker_id);
+      return false;
+    }
+    Entry& entry = it->second;
+    JobOutcome outcome;
+    outcome.job = std::move(entry.job);
+    outcome.worker_id = worker_id;
+    outcome.attempt = entry.attempts;
+    outcome.result = result.result();
+    outcome.enqueued_at = entry.enqueued_at;
+    outcome.completed_at = options_.clock();
+    outcomes.push_back(std::move(outcome));
+    jobs_.erase(it);
+    auto w = workers_.find(worker_id);
+    if (w != workers_.end()) {
+      w->second.leased.erase(result.job_id());
+      w->second.last_heartbeat = options_.clock();
+      ++w->second.results;
+    }
+  }
+  Deliver(std::move(outcomes));
+  return true;
+}
+
+void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
+                           std::vector<JobOutcome>& outcomes) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  Entry& entry = it->second;
+  entry.lease.reset();
+  if (entry.attempts >= options_.max_attempts) {
+    spdlog::warn("job {} (task {}) lost {} times; giving up: {}", job_id, entry.job.task_id,
+                 entry.attempts, reason);
+    JobOutcome outcome;
+    outcome.job = std::move(entry.job);
+    outcome.attempt = entry.attempts;
+    outcome.result.set_error_kind(tlm::v1::ERROR_KIND_UNKNOWN);
+    outcome.result.set_error_stage("dispatch");
+    outcome.result.set_error_message(absl::StrCat("no result after ", entry.attempts,
+                                                  " attempts; last attempt: ", reason));
+    outcome.enqueued_at = entry.enqueued_at;
+    outcome.completed_at = options_.clock();
+    outcomes.push_back(std::move(outcome));
+    jobs_.erase(it);
+    return;
+  }
+  spdlog::info("job {} requeued after attempt {}: {}", job_id, entry.attempts, reason);
+  queues_[entry.job.target.kind()].push_front(job_id);
+}
+
+void Dispatcher::DropWorker(const std::string& worker_id, const std::string& reason,
+                            std::vector<JobOutcome>& outcomes) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  it->second.session->Close();
+  std::vector<int64_t> leased(it->second.leased.begin(), it->second.leased.end());
+  std::sort(leased.begin(), leased.end());
+  workers_.erase(it);
+  // Reverse order keeps the lost jobs in their original order at the front.
+  for (auto id = leased.rbegin(); id != leased.rend(); ++id) LoseLease(*id, reason, outcomes);
+}
+
+void Dispatcher::Assign() {
+  while (true) {
+    bool assigned = false;
+    // One job per worker per pass, starting after the last worker served.
+    std::vector<std::string> order;
+    for (auto it = workers_.upper_bound(last_served_); it != workers_.end(); ++it) {
+      order.push_back(it->first);
+    }
+    for (auto it = workers_.begin(); it != workers_.end() && it->first <= last_served_; ++it) {
+      order.push_back(it->first);
+    }
+    for (const std::string& id : order) {
+      Worker& worker = workers_.at(id);
+      if (worker.credits <= 0) continue;
+      auto queue = queues_.find(worker.registration.capabilities().target().kind());
+      if (queue == queues_.end()) continue;
+      auto pick = std::find_if(queue->second.begin(), queue->second.end(), [&](int64_t job_id) {
+        return Matches(jobs_.at(job_id).job, worker.registration);
+      });
+      if (pick == queue->second.end()) continue;
+      Entry& entry = jobs_.at(*pick);
+      queue->second.erase(pick);
+      ++entry.attempts;
+      const absl::Duration lease = LeaseFor(entry.job.options);
+      entry.lease = Lease{next_lease_id_++, id, options_.clock() + lease};
+      --worker.credits;
+      worker.leased.insert(entry.job.job_id);
+      tlm::v1::MeasureJob message;
+      message.set_job_id(entry.job.job_id);
+      message.set_lease_id(entry.lease->lease_id);
+      *message.mutable_program() = entry.job.program;
+      *message.mutable_options() = entry.job.options;
+      message.set_attempt(entry.attempts);
+      message.set_lease_ms(absl::ToInt64Milliseconds(lease));
+      worker.session->Deliver(std::move(message));
+      last_served_ = id;
+      assigned = true;
+    }
+    if (!assigned) return;
+  }
+}
+
+void Dispatcher::Tick() {
+  std::vector<JobOutcome> outcomes;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    std::vector<std::string> silent;
+    for (const auto& [id, worker] : workers_) {
+      if (now - worker.last_heartbeat > kSilentIntervals * options_.heartbeat_interval) {
+        silent.push_back(id);
+      }
+    }
+    for (const std::string& id : silent) {
+      spdlog::warn("worker {} sent nothing for {} heartbeat intervals; dropping it", id,
+                   kSilentIntervals);
+      DropWorker(id, absl::StrCat("worker ", id, " went silent"), outcomes);
+    }
+    std::vector<int64_t> expired;
+    for (const auto& [id, entry] : jobs_) {
+      if (entry.lease.has_value() && entry.lease->deadline < now) expired.push_back(id);
+    }
+    for (int64_t id : expired) {
+      const std::string worker_id = jobs_.at(id).lease->worker_id;
+      auto w = workers_.find(worker_id);
+      if (w != workers_.end()) w->second.leased.erase(id);
+      LoseLease(id, absl::StrCat("lease expired on worker ", worker_id), outcomes);
+    }
+    Assign();
+  }
+  Deliver(std::move(outcomes));
+}
+
+void Dispatcher::Start() {
+  if (ticker_.joinable()) return;
+  stop_ticker_ = std::make_unique<absl::Notification>();
+  ticker_ = std::thread([this] {
+    while (!stop_ticker_->WaitForNotificationWithTimeout(absl::Milliseconds(200))) Tick();
+  });
+}
+
+void Dispatcher::Stop() {
+  if (!ticker_.joinable()) return;
+  stop_ticker_->Notify();
+  ticker_.join();
+}
+
+std::vector<tlm::v1::QueueStatus> Dispatcher::Queues() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, tlm::v1::QueueStatus> by_kind;
+  for (const auto& [kind, queue] : queues_) by_kind[kind].set_queued(static_cast<int32_t>(queue.size()));
+  for (const auto& [id, entry] : jobs_) {
+    if (entry.lease.has_value()) {
+      tlm::v1::QueueStatus& q = by_kind[entry.job.target.kind()];
+      q.set_leased(q.leased() + 1);
+    }
+  }
+  std::vector<tlm::v1::QueueStatus> out;
+  for (auto& [kind, q] : by_kind) {
+    q.set_target_kind(kind);
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+std::vector<tlm::v1::WorkerInfo> Dispatcher::Workers() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<tlm::v1::WorkerInfo> out;
+  for (const auto& [id, worker] : workers_) {
+    tlm::v1::WorkerInfo info;
+    info.set_worker_id(id);
+    info.set_name(worker.registration.name());
+    *info.mutable_capabilities() = worker.registration.capabilities();
+    info.set_credits(worker.credits);
+    info.set_in_flight(static_cast<int32_t>(worker.leased.size()));
+    info.set_connected_unix_ms(absl::ToUnixMillis(worker.connected_at));
+    info.set_last_heartbeat_unix_ms(absl::ToUnixMillis(worker.last_heartbeat));
+    info.set_results(worker.results);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+size_t Dispatcher::pending() const {
+  absl::MutexLock lock(&mu_);
+  return jobs_.size();
+}
+
+}  // namespace tlm::server

@@ -1,0 +1,178 @@
+// tlmd: the tuning server.
+//
+// Serves tlm.v1.Tuning, Fleet and Admin on one address (loopback by default),
+// keeps its dataset in SQLite, and on SIGTERM/SIGINT stops taking work,
+// stores the results still in flight and exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "program/version.h"
+#include "server/admin_service.h"
+#include "server/dispatcher.h"
+#include "server/fleet_service.h"
+#include "server/sqlite_store.h"
+#include "server/tuner.h"
+#include "server/tuning_service.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "address to serve on; port 0 picks a free port (see --port_file)");
+ABSL_FLAG(bool, allow_remote, false,
+          "allow a non-loopback --listen address (traffic is not encrypted or authenticated)");
+ABSL_FLAG(std::string, db, "var/tlmd.db", "SQLite database file; created if missing");
+ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written to this file");
+ABSL_FLAG(int32_t, max_attempts, 3, "attempts per program before it is stored as an error");
+ABSL_FLAG(double, lease_margin_s, 30,
+          "seconds a worker gets beyond a job's build and run timeouts before the job is requeued");
+ABSL_FLAG(int32_t, heartbeat_ms, 2000,
+          "heartbeat interval asked of workers; silent for three intervals means gone");
+ABSL_FLAG(int32_t, window_per_task, 32, "programs of one task queued or in flight at once");
+ABSL_FLAG(double, drain_timeout_s, 30,
+          "on shutdown, seconds to wait for results of jobs already sent to workers");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+
+namespace tlm::server {
+namespace {
+
+bool IsLoopback(const std::string& address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost:") ||
+         absl::StartsWith(address, "[::1]:");
+}
+
+// Every flag error at once, so the operator fixes them in one go.
+std::string CheckFlags() {
+  std::string errors;
+  auto bad = [&](absl::string_view what) { absl::StrAppend(&errors, "  ", what, "\n"); };
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  if (listen.find(':') == std::string::npos) bad("--listen must be HOST:PORT");
+  if (!IsLoopback(listen) && !absl::GetFlag(FLAGS_allow_remote)) {
+    bad(absl::StrCat("--listen=", listen,
+                     " is not a loopback address; pass --allow_remote to serve it"));
+  }
+  if (absl::GetFlag(FLAGS_db).empty()) bad("--db must name a file");
+  if (absl::GetFlag(FLAGS_max_attempts) < 1) bad("--max_attempts must be at least 1");
+  if (absl::GetFlag(FLAGS_lease_margin_s) <= 0) bad("--lease_margin_s must be positive");
+  if (absl::GetFlag(FLAGS_heartbeat_ms) < 10) bad("--heartbeat_ms must be at least 10");
+  if (absl::GetFlag(FLAGS_window_per_task) < 1) bad("--window_per_task must be at least 1");
+  if (absl::GetFlag(FLAGS_drain_timeout_s) < 0) bad("--drain_timeout_s must not be negative");
+  if (spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)) == spdlog::level::off &&
+      absl::GetFlag(FLAGS_log_level) != "off") {
+    bad("--log_level must be one of trace, debug, info, warn, error, off");
+  }
+  return errors;
+}
+
+int Leased(const Dispatcher& dispatcher) {
+  int leased = 0;
+  for (const tlm::v1::QueueStatus& q : dispatcher.Queues()) leased += q.leased();
+  return leased;
+}
+
+int Run() {
+  // Signals are taken by a dedicated thread; block them before any other starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const int64_t started_ms = absl::ToUnixMillis(absl::Now());
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(absl::GetFlag(FLAGS_db));
+  if (!store.ok()) {
+    spdlog::critical("cannot open the dataset: {}", store.status().ToString());
+    return 1;
+  }
+
+  Dispatcher::Options dispatch_options;
+  dispatch_options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  dispatch_options.lease_margin = absl::Seconds(absl::GetFlag(FLAGS_lease_margin_s));
+  dispatch_options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
+  std::unique_ptr<Tuner> tuner;
+  Dispatcher dispatcher(dispatch_options, [&tuner](const JobOutcome& o) { tuner->OnOutcome(o); });
+  Tuner::Options tuner_options;
+  tuner_options.window_per_task = absl::GetFlag(FLAGS_window_per_task);
+  tuner = std::make_unique<Tuner>(store->get(), &dispatcher, tuner_options);
+  if (absl::Status s = tuner->Resume(); !s.ok()) {
+    spdlog::critical("cannot resume the stored tasks: {}", s.ToString());
+    return 1;
+  }
+  dispatcher.Start();
+
+  TuningService tuning(tuner.get());
+  FleetService fleet(&dispatcher);
+  AdminService admin(store->get(), &dispatcher, kVersion, started_ms);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&tuning);
+  builder.RegisterService(&fleet);
+  builder.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    spdlog::critical("cannot serve on {} (in use or not an address of this host)",
+                     absl::GetFlag(FLAGS_listen));
+    return 1;
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), path.c_str());
+  }
+  spdlog::info("tlmd {} serving on port {} (listen {}), dataset {} (schema v{})", kVersion, port,
+               absl::GetFlag(FLAGS_listen), (*store)->path(), (*store)->schema_version());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}; shutting down", strsignal(signal_number));
+
+  tuner->StopAccepting();
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  while (Leased(dispatcher) > 0 && absl::Now() < drain_deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (int left = Leased(dispatcher); left > 0) {
+    spdlog::warn("{} jobs still with workers after the drain timeout; they run again next start",
+                 left);
+  }
+  fleet.CloseStreams();
+  tuning.CloseStreams();
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  dispatcher.Stop();
+  const OverheadStats overhead = tuner->Overhead();
+  spdlog::info(
+      "dispatch overhead over {} jobs (enqueue to stored result, minus worker time): median "
+      "{:.2f} ms, p90 {:.2f} ms, max {:.2f} ms",
+      overhead.jobs, overhead.median_ms, overhead.p90_ms, overhead.max_ms);
+  spdlog::info("tlmd stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tlm::server
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tlmd: the tensor-program tuning server.\n"
+      "Usage: tlmd [--listen=127.0.0.1:50051] [--db=var/tlmd.db] [flags]");
+  absl::ParseCommandLine(argc, argv);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e tlmd %^%l%$ %v");
+  if (const std::string errors = tlm::server::CheckFlags(); !errors.empty()) {
+    std::fprintf(stderr, "tlmd: invalid flags:\n%s", errors.c_str());
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  return tlm::server::Run();
+}

@@ -1,0 +1,54 @@
+// Samplers choose which programs of a task to measure next.
+#ifndef TLMD_SERVER_SAMPLER_H_
+#define TLMD_SERVER_SAMPLER_H_
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "program/program.h"
+#include "program/sampler.h"
+
+namespace tlm::server {
+
+// Proposes programs for one task. Not thread-safe: the tuner keeps one
+// instance per task and calls it under that task's lock.
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+
+  // Up to `count` distinct valid programs whose hashes (program::HashText of
+  // the canonical text) are not in `exclude`. Fewer than `count`, possibly
+  // none, means the space holds no more unseen programs.
+  virtual std::vector<program::DenseProgram> Propose(
+      int count, const absl::flat_hash_set<std::string>& exclude) = 0;
+};
+
+// Uniform random search over the valid schedules of a workload.
+class RandomSampler : public Sampler {
+ public:
+  RandomSampler(const program::DenseWorkload& workload, uint64_t seed);
+
+  std::vector<program::DenseProgram> Propose(
+      int count, const absl::flat_hash_set<std::string>& exclude) override;
+
+ private:
+  program::ScheduleSpace space_;
+  std::mt19937_64 rng_;
+};
+
+// Names accepted by MakeSampler; the first is the default.
+const std::vector<std::string>& SamplerNames();
+
+// INVALID_ARGUMENT "sampler: ..." for an unknown name; "" means the default.
+absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
+                                                     const program::DenseWorkload& workload,
+                                                     uint64_t seed);
+
+}  // namespace tlm::server
+
+#endif  // TLMD_SERVER_SAMPLER_H_

@@ -1,0 +1,83 @@
+// The dataset: tasks, programs and measurements.
+//
+// Contract for every implementation: all methods are thread-safe; a write
+// either happens whole or not at all; a method that returns OK has made its
+// write durable (a crash afterwards loses nothing it acknowledged).
+#ifndef TLMD_SERVER_STORE_H_
+#define TLMD_SERVER_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tlm/v1/program.pb.h"
+#include "tlm/v1/tuning.pb.h"
+
+namespace tlm::server {
+
+struct AddedProgram {
+  int64_t program_id = 0;
+  bool inserted = false;  // false: the task already held this hash
+};
+
+struct StoredProgram {
+  int64_t program_id = 0;
+  int64_t task_id = 0;
+  tlm::v1::Program program;
+};
+
+struct MeasurementRecord {
+  int64_t program_id = 0;
+  std::string worker_id;  // empty when the dispatcher gave up on the program
+  int32_t attempt = 0;
+  tlm::v1::MeasureResult result;
+  int64_t measured_unix_ms = 0;
+};
+
+struct StoreCounts {
+  int64_t tasks = 0;
+  int64_t programs = 0;
+  int64_t measurements = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores a new running task for an already validated request; returns it
+  // as GetTask would.
+  virtual absl::StatusOr<tlm::v1::Task> CreateTask(const tlm::v1::SubmitTaskRequest& request,
+                                                   int64_t now_unix_ms) = 0;
+  // NOT_FOUND for an unknown task.
+  virtual absl::Status SetTaskState(int64_t task_id, tlm::v1::TaskState state,
+                                    const std::string& message, int64_t now_unix_ms) = 0;
+  // The task with its progress: trials_done counts stored measurements,
+  // trials_failed those with an error, best_seconds the fastest success.
+  virtual absl::StatusOr<tlm::v1::Task> GetTask(int64_t task_id) = 0;
+  // Newest first; an empty `states` means every state.
+  virtual absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
+      int limit, const std::vector<tlm::v1::TaskState>& states) = 0;
+
+  // Programs are unique per task by hash: storing one again returns the
+  // existing id with inserted=false and changes nothing.
+  virtual absl::StatusOr<AddedProgram> AddProgram(int64_t task_id,
+                                                  const tlm::v1::Program& program) = 0;
+  // A program is measured at most once: a second record is ALREADY_EXISTS
+  // and the stored one is kept. NOT_FOUND for an unknown program.
+  virtual absl::Status RecordMeasurement(const MeasurementRecord& record) = 0;
+
+  // Fastest successful measurement; NOT_FOUND when there is none.
+  virtual absl::StatusOr<tlm::v1::Trial> GetBest(int64_t task_id) = 0;
+  // Every measured program of the task, in the order results were stored.
+  virtual absl::StatusOr<std::vector<tlm::v1::Trial>> ListTrials(int64_t task_id) = 0;
+  // Programs of the task without a measurement, in insertion order.
+  virtual absl::StatusOr<std::vector<StoredProgram>> ListUnmeasuredPrograms(int64_t task_id) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ProgramHashes(int64_t task_id) = 0;
+  virtual absl::StatusOr<StoreCounts> Counts() = 0;
+};
+
+}  // namespace tlm::server
+
+#endif  // TLMD_SERVER_STORE_H_

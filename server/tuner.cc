@@ -1,0 +1,383 @@
+#include "server/tuner.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "program/program.h"
+#include "spdlog/spdlog.h"
+
+namespace tlm::server {
+namespace {
+
+constexpr int kMaxTrials = 100000;
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+template <typename T>
+absl::Status CheckRange(absl::string_view field, T value, T max) {
+  if (value < 0 || value > max) {
+    return Invalid(field, absl::StrCat("must be between 0 and ", max, ", got ", value));
+  }
+  return absl::OkStatus();
+}
+
+bool Ended(tlm::v1::TaskState state) { return state != tlm::v1::TASK_STATE_RUNNING; }
+
+// Seeds are mixed with the number of programs already stored so a resumed
+// task does not replay the proposals it made before the restart.
+uint64_t ResumeSeed(uint64_t seed, size_t stored) {
+  return seed ^ (0x9e3779b97f4a7c15ULL * (stored + 1));
+}
+
+}  // namespace
+
+const std::vector<std::string>& KnownTargetKinds() {
+  static const auto* kinds = new std::vector<std::string>{"cpu"};
+  return *kinds;
+}
+
+absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
+  if (request.name().size() > 200) return Invalid("name", "longer than 200 characters");
+  absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(request.workload());
+  if (!workload.ok()) return workload.status();
+  const std::string& kind = request.target().kind();
+  const std::string known = absl::StrJoin(KnownTargetKinds(), ", ");
+  if (kind.empty()) return Invalid("target.kind", absl::StrCat("missing (known: ", known, ")"));
+  if (std::find(KnownTargetKinds().begin(), KnownTargetKinds().end(), kind) ==
+      KnownTargetKinds().end()) {
+    return Invalid("target.kind",
+                   absl::StrCat("unknown target kind \"", kind, "\" (known: ", known, ")"));
+  }
+  if (request.num_trials() < 1 || request.num_trials() > kMaxTrials) {
+    return Invalid("num_trials", absl::StrCat("must be between 1 and ", kMaxTrials, ", got ",
+                                              request.num_trials()));
+  }
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
+      MakeSampler(request.sampler(), *workload, request.seed());
+  if (!sampler.ok()) return sampler.status();
+  const tlm::v1::MeasureOptions& m = request.measure();
+  for (absl::Status s : {
+           CheckRange("measure.repeat", m.repeat(), 1000),
+           CheckRange("measure.number", m.number(), 1000000),
+           CheckRange("measure.min_repeat_ms", m.min_repeat_ms(), 10000.0),
+           CheckRange("measure.build_timeout_s", m.build_timeout_s(), 3600.0),
+           CheckRange("measure.run_timeout_s", m.run_timeout_s(), 3600.0),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::optional<tlm::v1::TaskEvent> TaskWatch::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || closed_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (events_.empty()) return std::nullopt;
+  tlm::v1::TaskEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+bool TaskWatch::done() const {
+  absl::MutexLock lock(&mu_);
+  return closed_ && events_.empty();
+}
+
+void TaskWatch::Push(tlm::v1::TaskEvent event, bool last) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) return;
+  events_.push_back(std::move(event));
+  closed_ = last;
+}
+
+Tuner::Tuner(Store* store, Dispatcher* dispatcher, Options options)
+    : store_(store), dispatcher_(dispatcher), options_(std::move(options)) {}
+
+int64_t Tuner::NowMs() const { return absl::ToUnixMillis(options_.clock()); }
+
+Job Tuner::MakeJob(const ActiveTask& task, int64_t program_id,
+                   const tlm::v1::Program& program) const {
+  Job job;
+  job.job_id = program_id;
+  job.task_id = task.id;
+  job.target = task.target;
+  job.program = program;
+  job.options = task.measure;
+  return job;
+}
+
+absl::Status Tuner::Resume() {
+  absl::StatusOr<std::vector<tlm::v1::Task>> running =
+      store_->ListTasks(kMaxTrials, {tlm::v1::TASK_STATE_RUNNING});
+  if (!running.ok()) return running.status();
+  std::vector<Job> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const tlm::v1::Task& t : *running) {
+      absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(t.workload());
+      if (!workload.ok()) return workload.status();
+      absl::StatusOr<std::vector<std::string>> hashes = store_->ProgramHashes(t.id());
+      if (!hashes.ok()) return hashes.status();
+      absl::StatusOr<std::vector<StoredProgram>> unmeasured = store_->ListUnmeasuredPrograms(t.id());
+      if (!unmeasured.ok()) return unmeasured.status();
+      absl::StatusOr<std::unique_ptr<Sampler>> sampler =
+          MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()));
+      if (!sampler.ok()) return sampler.status();
+
+      auto task = std::make_unique<ActiveTask>();
+      task->id = t.id();
+      task->num_trials = t.num_trials();
+      task->target = t.target();
+      task->measure = t.measure();
+      task->sampler = std::move(*sampler);
+      task->hashes.insert(hashes->begin(), hashes->end());
+      task->done = t.trials_done();
+      for (const StoredProgram& p : *unmeasured) {
+        jobs.push_back(MakeJob(*task, p.program_id, p.program));
+        ++task->outstanding;
+      }
+      absl::StatusOr<std::vector<Job>> more = TopUp(*task);
+      if (!more.ok()) return more.status();
+      jobs.insert(jobs.end(), more->begin(), more->end());
+      spdlog::info("resumed task {}: {}/{} trials done, {} programs re-enqueued", t.id(),
+                   task->done, task->num_trials, unmeasured->size());
+      ActiveTask& ref = *task;
+      active_[t.id()] = std::move(task);
+      MaybeFinish(ref);
+    }
+  }
+  for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) {
+  if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
+  if (request.sampler().empty()) request.set_sampler(SamplerNames().front());
+  if (request.seed() == 0) {
+    request.set_seed(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) | 1);
+  }
+  absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(request.workload());
+  if (!workload.ok()) return workload.status();
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
+      MakeSampler(request.sampler(), *workload, request.seed());
+  if (!sampler.ok()) return sampler.status();
+
+  std::vector<Job> jobs;
+  absl::StatusOr<tlm::v1::Task> created;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!accepting_) return absl::UnavailableError("tlmd is shutting down; submit again later");
+    created = store_->CreateTask(request, NowMs());
+    if (!created.ok()) return created.status();
+    auto task = std::make_unique<ActiveTask>();
+    task->id = created->id();
+    task->num_trials = request.num_trials();
+    task->target = request.target();
+    task->measure = request.measure();
+    task->sampler = std::move(*sampler);
+    absl::StatusOr<std::vector<Job>> first = TopUp(*task);
+    if (!first.ok()) {
+      (void)store_->SetTaskState(task->id, tlm::v1::TASK_STATE_FAILED,
+                                 std::string(first.status().message()), NowMs());
+      return first.status();
+    }
+    jobs = std::move(*first);
+    spdlog::info("task {} submitted: {} on {}, {} trials, sampler {}", task->id,
+                 program::WorkloadSummary(*workload), request.target().kind(),
+                 request.num_trials(), request.sampler());
+    ActiveTask& ref = *task;
+    active_[task->id] = std::move(task);
+    MaybeFinish(ref);
+  }
+  for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
+  return created;
+}
+
+absl::StatusOr<std::vector<Job>> Tuner::TopUp(ActiveTask& task) {
+  std::vector<Job> jobs;
+  if (!accepting_ || task.exhausted) return jobs;
+  const int want = std::min(options_.window_per_task - task.outstanding,
+                            task.num_trials - task.done - task.outstanding);
+  if (want <= 0) return jobs;
+  std::vector<program::DenseProgram> programs = task.sampler->Propose(want, task.hashes);
+  if (static_cast<int>(programs.size()) < want) task.exhausted = true;
+  for (const program::DenseProgram& p : programs) {
+    tlm::v1::Program proto = program::ProgramToProto(p);
+    absl::StatusOr<AddedProgram> added = store_->AddProgram(task.id, proto);
+    if (!added.ok()) return added.status();
+    task.hashes.insert(proto.hash());
+    if (!added->inserted) continue;  // stored by an earlier run; its result is already counted
+    jobs.push_back(MakeJob(task, added->program_id, proto));
+    ++task.outstanding;
+  }
+  return jobs;
+}
+
+void Tuner::MaybeFinish(ActiveTask& task) {
+  if (task.outstanding > 0) return;
+  if (task.done < task.num_trials && !task.exhausted) return;
+  absl::StatusOr<tlm::v1::Task> snapshot = store_->GetTask(task.id);
+  if (!snapshot.ok()) {
+    spdlog::error("task {}: cannot read its results: {}", task.id, snapshot.status().ToString());
+    return;
+  }
+  if (snapshot->trials_done() > 0 && snapshot->trials_failed() == snapshot->trials_done()) {
+    Finish(task.id, tlm::v1::TASK_STATE_FAILED,
+           absl::StrCat("all ", snapshot->trials_done(), " trials failed"));
+    return;
+  }
+  std::string message;
+  if (task.done < task.num_trials) {
+    message = absl::StrCat("search space exhausted after ", task.done, " distinct programs");
+  }
+  Finish(task.id, tlm::v1::TASK_STATE_SUCCEEDED, message);
+}
+
+void Tuner::Finish(int64_t task_id, tlm::v1::TaskState state, const std::string& message) {
+  auto it = active_.find(task_id);
+  if (it == active_.end()) return;
+  if (absl::Status s = store_->SetTaskState(task_id, state, message, NowMs()); !s.ok()) {
+    spdlog::error("task {}: cannot store its end: {}", task_id, s.ToString());
+  }
+  absl::StatusOr<tlm::v1::Task> snapshot = store_->GetTask(task_id);
+  if (snapshot.ok()) {
+    Notify(*it->second, *snapshot, nullptr, /*last=*/true);
+    spdlog::info("task {} {}: {}/{} trials, {} failed, best {:.3f} ms{}{}", task_id,
+                 tlm::v1::TaskState_Name(state), snapshot->trials_done(), snapshot->num_trials(),
+                 snapshot->trials_failed(), snapshot->best_seconds() * 1e3,
+                 message.empty() ? "" : "; ", message);
+  }
+  active_.erase(it);
+}
+
+void Tuner::Notify(ActiveTask& task, const tlm::v1::Task& snapshot, const tlm::v1::Trial* trial,
+                   bool last) {
+  tlm::v1::TaskEvent event;
+  *event.mutable_task() = snapshot;
+  if (trial != nullptr) *event.mutable_trial() = *trial;
+  auto& watchers = task.watchers;
+  watchers.erase(std::remove_if(watchers.begin(), watchers.end(),
+                                [&](const std::weak_ptr<TaskWatch>& w) {
+                                  std::shared_ptr<TaskWatch> watch = w.lock();
+                                  if (watch == nullptr) return true;
+                                  watch->Push(event, last);
+                                  return false;
+                                }),
+                 watchers.end());
+}
+
+void Tuner::OnOutcome(const JobOutcome& outcome) {
+  MeasurementRecord record;
+  record.program_id = outcome.job.job_id;
+  record.worker_id = outcome.worker_id;
+  record.attempt = outcome.attempt;
+  record.result = outcome.result;
+  record.measured_unix_ms = absl::ToUnixMillis(outcome.completed_at);
+
+  std::vector<Job> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Status stored = store_->RecordMeasurement(record);
+    if (absl::IsAlreadyExists(stored)) {
+      spdlog::info("program {} already has a stored result; ignoring the one from {}",
+                   record.program_id, record.worker_id);
+      return;
+    }
+    if (!stored.ok()) {
+      // The program stays unmeasured in the store and is re-enqueued by Resume.
+      spdlog::error("cannot store the result of program {}: {}", record.program_id,
+                    stored.ToString());
+      return;
+    }
+    const double worker_s = outcome.result.build_seconds() + outcome.result.run_seconds();
+    overhead_ms_.push_back(
+        std::max(0.0, absl::ToDoubleMilliseconds(options_.clock() - outcome.enqueued_at) -
+                          worker_s * 1e3));
+
+    auto it = active_.find(outcome.job.task_id);
+    if (it == active_.end()) return;  // cancelled or ended: the result is kept, nothing moves
+    ActiveTask& task = *it->second;
+    --task.outstanding;
+    ++task.done;
+    absl::StatusOr<std::vector<Job>> more = TopUp(task);
+    if (more.ok()) {
+      jobs = std::move(*more);
+    } else {
+      spdlog::error("task {}: cannot store new programs: {}", task.id, more.status().ToString());
+    }
+    tlm::v1::Trial trial;
+    trial.set_program_id(record.program_id);
+    *trial.mutable_program() = outcome.job.program;
+    *trial.mutable_result() = outcome.result;
+    trial.set_worker_id(record.worker_id);
+    trial.set_measured_unix_ms(record.measured_unix_ms);
+    if (absl::StatusOr<tlm::v1::Task> snapshot = store_->GetTask(task.id); snapshot.ok()) {
+      Notify(task, *snapshot, &trial, /*last=*/false);
+    }
+    MaybeFinish(task);
+  }
+  for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
+}
+
+absl::StatusOr<tlm::v1::Task> Tuner::Get(int64_t task_id) { return store_->GetTask(task_id); }
+
+absl::StatusOr<std::vector<tlm::v1::Task>> Tuner::List(
+    int limit, const std::vector<tlm::v1::TaskState>& states) {
+  return store_->ListTasks(limit, states);
+}
+
+absl::StatusOr<tlm::v1::Trial> Tuner::Best(int64_t task_id) { return store_->GetBest(task_id); }
+
+absl::StatusOr<tlm::v1::Task> Tuner::Cancel(int64_t task_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<tlm::v1::Task> task = store_->GetTask(task_id);
+  if (!task.ok() || Ended(task->state())) return task;
+  const int dropped = dispatcher_->CancelTask(task_id);
+  spdlog::info("task {} cancelled; {} queued programs dropped", task_id, dropped);
+  Finish(task_id, tlm::v1::TASK_STATE_CANCELLED, "cancelled by a client");
+  return store_->GetTask(task_id);
+}
+
+absl::StatusOr<std::shared_ptr<TaskWatch>> Tuner::Watch(int64_t task_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<tlm::v1::Task> task = store_->GetTask(task_id);
+  if (!task.ok()) return task.status();
+  auto watch = std::make_shared<TaskWatch>();
+  tlm::v1::TaskEvent first;
+  *first.mutable_task() = *task;
+  auto it = active_.find(task_id);
+  watch->Push(std::move(first), /*last=*/it == active_.end());
+  if (it != active_.end()) it->second->watchers.push_back(watch);
+  return watch;
+}
+
+void Tuner::StopAccepting() {
+  absl::MutexLock lock(&mu_);
+  accepting_ = false;
+  int dropped = 0;
+  for (auto& [id, task] : active_) {
+    const int n = dispatcher_->CancelTask(id);
+    task->outstanding -= n;
+    dropped += n;
+  }
+  spdlog::info("no longer accepting tasks; {} queued programs left for the next start", dropped);
+}
+
+OverheadStats Tuner::Overhead() const {
+  absl::MutexLock lock(&mu_);
+  OverheadStats stats;
+  if (overhead_ms_.empty()) return stats;
+  std::vector<double> sorted = overhead_ms_;
+  std::sort(sorted.begin(), sorted.end());
+  stats.jobs = static_cast<int64_t>(sorted.size());
+  stats.median_ms = sorted[sorted.size() / 2];
+  stats.p90_ms = sorted[std::min(sorted.size() - 1, sorted.size() * 9 / 10)];
+  stats.max_ms = sorted.back();
+  return stats;
+}
+
+}  // namespace tlm::server

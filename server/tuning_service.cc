@@ -1,0 +1,98 @@
+#include "server/tuning_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc_status.h"
+
+namespace tlm::server {
+namespace {
+
+constexpr int kDefaultListLimit = 50;
+constexpr int kMaxListLimit = 1000;
+
+grpc::Status CheckTaskId(int64_t task_id) {
+  if (task_id < 1) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("task_id: must be a task id (1 or more), got ", task_id));
+  }
+  return grpc::Status::OK;
+}
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status TuningService::SubmitTask(grpc::ServerContext*,
+                                       const tlm::v1::SubmitTaskRequest* request,
+                                       tlm::v1::Task* response) {
+  return Reply(tuner_->Submit(*request), response);
+}
+
+grpc::Status TuningService::GetTask(grpc::ServerContext*, const tlm::v1::GetTaskRequest* request,
+                                    tlm::v1::Task* response) {
+  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  return Reply(tuner_->Get(request->task_id()), response);
+}
+
+grpc::Status TuningService::WatchTask(grpc::ServerContext* context,
+                                      const tlm::v1::WatchTaskRequest* request,
+                                      grpc::ServerWriter<tlm::v1::TaskEvent>* writer) {
+  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<TaskWatch>> watch = tuner_->Watch(request->task_id());
+  if (!watch.ok()) return ToGrpcStatus(watch.status());
+  while (!(*watch)->done()) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    if (closing_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "tlmd is shutting down");
+    std::optional<tlm::v1::TaskEvent> event = (*watch)->Next(absl::Milliseconds(200));
+    if (event.has_value() && !writer->Write(*event)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TuningService::GetBest(grpc::ServerContext*, const tlm::v1::GetBestRequest* request,
+                                    tlm::v1::BestProgram* response) {
+  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  absl::StatusOr<tlm::v1::Trial> best = tuner_->Best(request->task_id());
+  if (!best.ok()) return ToGrpcStatus(best.status());
+  response->set_task_id(request->task_id());
+  *response->mutable_trial() = std::move(*best);
+  return grpc::Status::OK;
+}
+
+grpc::Status TuningService::ListTasks(grpc::ServerContext*,
+                                      const tlm::v1::ListTasksRequest* request,
+                                      tlm::v1::ListTasksResponse* response) {
+  if (request->limit() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("limit: must not be negative, got ", request->limit()));
+  }
+  const int limit =
+      request->limit() == 0 ? kDefaultListLimit : std::min(request->limit(), kMaxListLimit);
+  std::vector<tlm::v1::TaskState> states;
+  for (int s : request->states()) {
+    if (!tlm::v1::TaskState_IsValid(s) || s == tlm::v1::TASK_STATE_UNSPECIFIED) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("states: unknown task state ", s));
+    }
+    states.push_back(static_cast<tlm::v1::TaskState>(s));
+  }
+  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = tuner_->List(limit, states);
+  if (!tasks.ok()) return ToGrpcStatus(tasks.status());
+  for (tlm::v1::Task& t : *tasks) *response->add_tasks() = std::move(t);
+  return grpc::Status::OK;
+}
+
+grpc::Status TuningService::CancelTask(grpc::ServerContext*,
+                                       const tlm::v1::CancelTaskRequest* request,
+                                       tlm::v1::Task* response) {
+  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  return Reply(tuner_->Cancel(request->task_id()), response);
+}
+
+}  // namespace tlm::server

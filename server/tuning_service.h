@@ -1,0 +1,40 @@
+// tlm.v1.Tuning over gRPC: a thin translator onto the Tuner.
+#ifndef TLMD_SERVER_TUNING_SERVICE_H_
+#define TLMD_SERVER_TUNING_SERVICE_H_
+
+#include <atomic>
+
+#include "server/tuner.h"
+#include "tlm/v1/tuning.grpc.pb.h"
+
+namespace tlm::server {
+
+class TuningService final : public tlm::v1::Tuning::Service {
+ public:
+  // `tuner` must outlive the service.
+  explicit TuningService(Tuner* tuner) : tuner_(tuner) {}
+
+  // Ends every WatchTask stream promptly (used at shutdown).
+  void CloseStreams() { closing_ = true; }
+
+  grpc::Status SubmitTask(grpc::ServerContext* context, const tlm::v1::SubmitTaskRequest* request,
+                          tlm::v1::Task* response) override;
+  grpc::Status GetTask(grpc::ServerContext* context, const tlm::v1::GetTaskRequest* request,
+                       tlm::v1::Task* response) override;
+  grpc::Status WatchTask(grpc::ServerContext* context, const tlm::v1::WatchTaskRequest* request,
+                         grpc::ServerWriter<tlm::v1::TaskEvent>* writer) override;
+  grpc::Status GetBest(grpc::ServerContext* context, const tlm::v1::GetBestRequest* request,
+                       tlm::v1::BestProgram* response) override;
+  grpc::Status ListTasks(grpc::ServerContext* context, const tlm::v1::ListTasksRequest* request,
+                         tlm::v1::ListTasksResponse* response) override;
+  grpc::Status CancelTask(grpc::ServerContext* context, const tlm::v1::CancelTaskRequest* request,
+                          tlm::v1::Task* response) override;
+
+ private:
+  Tuner* const tuner_;
+  std::atomic<bool> closing_{false};
+};
+
+}  // namespace tlm::server
+
+#endif  // TLMD_SERVER_TUNING_SERVICE_H_

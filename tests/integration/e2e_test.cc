@@ -1,0 +1,254 @@
+// tlmd + tlm-workers + tlmctl as real processes on 127.0.0.1.
+#include <signal.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/integration/cluster.h"
+
+namespace tlm::testing {
+namespace {
+
+tlm::v1::SubmitTaskRequest DenseTask(int64_t m, int64_t n, int64_t k, int trials) {
+  tlm::v1::SubmitTaskRequest request;
+  request.set_name("e2e");
+  *request.mutable_workload() = Dense(m, n, k);
+  request.mutable_workload()->add_epilogue("bias");
+  request.mutable_workload()->add_epilogue("relu");
+  request.mutable_target()->set_kind("cpu");
+  request.set_num_trials(trials);
+  request.set_seed(42);
+  return request;
+}
+
+tlm::v1::Task Submit(Cluster& cluster, const tlm::v1::SubmitTaskRequest& request) {
+  grpc::ClientContext context;
+  tlm::v1::Task task;
+  grpc::Status status = cluster.tuning().SubmitTask(&context, request, &task);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  REQUIRE(task.id() > 0);
+  return task;
+}
+
+std::string ForTask(int64_t task_id) {
+  return absl::StrCat(" FROM measurements m JOIN programs p ON p.id = m.program_id WHERE p.task_id = ",
+                      task_id);
+}
+
+// Results a task has stored, counted straight from the database file.
+int64_t StoredResults(const Cluster& cluster, int64_t task_id) {
+  return QueryInt(cluster.db_path(), "SELECT COUNT(*)" + ForTask(task_id));
+}
+
+void WaitForResults(const Cluster& cluster, int64_t task_id, int64_t count) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (StoredResults(cluster, task_id) < count && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  REQUIRE(StoredResults(cluster, task_id) >= count);
+}
+
+TEST_CASE("two workers measure 32 trials; best is the minimum; tlmctl prints it") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  cluster.StartWorker("w2");
+  REQUIRE(cluster.WaitForWorkers(2));
+
+  const tlm::v1::Task submitted = Submit(cluster, DenseTask(64, 48, 32, 32));
+  int events = 0;
+  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id(), &events);
+  INFO(cluster.Logs());
+  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 32);
+  CHECK(done.trials_failed() == 0);
+  CHECK(events == 34);  // the first snapshot, one per trial, the end
+
+  const std::string from = ForTask(submitted.id());
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 32);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 32);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT p.hash)" + from) == 32);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.worker_id)" + from) == 2);
+  CHECK(QueryInt(cluster.db_path(),
+                 "SELECT COUNT(*) FROM measurement_repeats r JOIN measurements m ON "
+                 "m.id = r.measurement_id JOIN programs p ON p.id = m.program_id WHERE "
+                 "p.task_id = " + std::to_string(submitted.id())) >= 32 * 3);
+
+  grpc::ClientContext context;
+  tlm::v1::GetBestRequest best_request;
+  best_request.set_task_id(submitted.id());
+  tlm::v1::BestProgram best;
+  REQUIRE(cluster.tuning().GetBest(&context, best_request, &best).ok());
+  // Nanoseconds, so the comparison does not depend on float formatting.
+  const int64_t min_ns = QueryInt(
+      cluster.db_path(), "SELECT CAST(ROUND(MIN(m.median_seconds) * 1e9) AS INTEGER)" + from);
+  CHECK(static_cast<int64_t>(std::llround(best.trial().result().median_seconds() * 1e9)) == min_ns);
+  CHECK(best.trial().result().median_seconds() == Approx(done.best_seconds()));
+  CHECK(best.trial().program().text().rfind("dense M=64 N=48 K=32 epilogue=bias,relu | tile", 0) == 0);
+
+  const CommandResult ctl = RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(),
+                                        "best", std::to_string(submitted.id())});
+  INFO(ctl.out << ctl.err);
+  CHECK(ctl.exit_code == 0);
+  CHECK(ctl.out.find(best.trial().program().text()) != std::string::npos);
+  CHECK(ctl.out.find(best.trial().program().hash()) != std::string::npos);
+}
+
+TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  const size_t victim = cluster.StartWorker("w1");
+  cluster.StartWorker("w2");
+  REQUIRE(cluster.WaitForWorkers(2));
+
+  tlm::v1::SubmitTaskRequest request = DenseTask(64, 64, 64, 40);
+  request.mutable_measure()->set_min_repeat_ms(40);
+  const tlm::v1::Task submitted = Submit(cluster, request);
+  WaitForResults(cluster, submitted.id(), 6);
+  cluster.worker(victim).Signal(SIGKILL);
+  REQUIRE(cluster.worker(victim).Wait(absl::Seconds(10)).has_value());
+
+  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id());
+  INFO(cluster.Logs());
+  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 40);
+  CHECK(done.trials_failed() == 0);
+  const std::string from = ForTask(submitted.id());
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 40);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 40);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM programs WHERE task_id = " +
+                                        std::to_string(submitted.id())) == 40);
+}
+
+TEST_CASE("SIGTERM drains, and a restarted tlmd resumes the task from the database") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  REQUIRE(cluster.WaitForWorkers(1));
+  tlm::v1::SubmitTaskRequest request = DenseTask(32, 32, 32, 30);
+  request.mutable_measure()->set_min_repeat_ms(30);
+  const tlm::v1::Task submitted = Submit(cluster, request);
+  WaitForResults(cluster, submitted.id(), 3);
+
+  REQUIRE(cluster.StopServer() == 0);
+  const int64_t stored = StoredResults(cluster, submitted.id());
+  INFO(cluster.Logs());
+  REQUIRE(stored >= 3);
+  REQUIRE(stored < 30);
+
+  // The worker reconnects to the new server by itself once it is on the same port;
+  // a new server gets a new port here, so start a fresh worker.
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w2");
+  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id());
+  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 30);
+  const std::string from = ForTask(submitted.id());
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+}
+
+TEST_CASE("bad input is rejected naming the field and changes nothing") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  Submit(cluster, DenseTask(8, 8, 8, 1));  // something already stored
+  const int64_t tasks_before = QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks");
+  const int64_t programs_before = QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM programs");
+  REQUIRE(tasks_before == 1);
+
+  struct Case {
+    const char* what;
+    std::function<void(tlm::v1::SubmitTaskRequest&)> mutate;
+    const char* message_prefix;
+  };
+  const std::vector<Case> cases = {
+      {"K=0", [](auto& r) { r.mutable_workload()->mutable_params(2)->set_value(0); },
+       "workload.params: K must be at least 1, got 0"},
+      {"negative M", [](auto& r) { r.mutable_workload()->mutable_params(0)->set_value(-5); },
+       "workload.params: M must be at least 1, got -5"},
+      {"unknown op", [](auto& r) { r.mutable_workload()->set_op("conv9d"); },
+       "workload.op: unknown operator \"conv9d\""},
+      {"no workload", [](auto& r) { r.clear_workload(); }, "workload.op: missing"},
+      {"unknown target", [](auto& r) { r.mutable_target()->set_kind("tpu"); },
+       "target.kind: unknown target kind \"tpu\""},
+      {"no target", [](auto& r) { r.clear_target(); }, "target.kind: missing"},
+      {"zero trials", [](auto& r) { r.set_num_trials(0); }, "num_trials: must be between 1"},
+      {"unknown sampler", [](auto& r) { r.set_sampler("oracle"); },
+       "sampler: unknown sampler \"oracle\""},
+      {"negative repeat", [](auto& r) { r.mutable_measure()->set_repeat(-1); },
+       "measure.repeat: must be between 0"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    tlm::v1::SubmitTaskRequest request = DenseTask(8, 8, 8, 4);
+    c.mutate(request);
+    grpc::ClientContext context;
+    tlm::v1::Task task;
+    grpc::Status status = cluster.tuning().SubmitTask(&context, request, &task);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(status.error_message(), Catch::StartsWith(c.message_prefix));
+  }
+
+  // Bytes that are not a SubmitTaskRequest at all.
+  grpc::GenericStub generic(grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials()));
+  const char garbage[] = "\xff\xff\xff\xff\x0f\x12\x34 not a protobuf";
+  grpc::Slice slice(garbage, sizeof(garbage) - 1);
+  grpc::ByteBuffer request_bytes(&slice, 1);
+  grpc::ByteBuffer response_bytes;
+  grpc::ClientContext generic_context;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  grpc::Status generic_status;
+  generic.UnaryCall(&generic_context, "/tlm.v1.Tuning/SubmitTask", {}, &request_bytes,
+                    &response_bytes, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      generic_status = s;
+                      finished = true;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return finished; }));
+  }
+  CHECK_FALSE(generic_status.ok());
+
+  // tlmctl reports the server's message and exits 1.
+  const CommandResult ctl =
+      RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "submit", "dense",
+                  "M=4", "N=4", "K=0"});
+  CHECK(ctl.exit_code == 1);
+  CHECK_THAT(ctl.err, Catch::Contains("K must be at least 1"));
+
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == tasks_before);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM programs") == programs_before);
+
+  // The server is still healthy.
+  grpc::ClientContext status_context;
+  tlm::v1::ServerStatus server_status;
+  REQUIRE(cluster.admin().GetStatus(&status_context, {}, &server_status).ok());
+  CHECK(server_status.num_tasks() == 1);
+  CHECK(server_status.schema_version() == 1);
+}
+
+TEST_CASE("tlmd refuses bad flags and a non-loopback address without --allow_remote") {
+  const std::string dir = MakeTempDir("flags");
+  CommandResult r = RunCommand({RunfilePath("server/tlmd"), "--listen=0.0.0.0:0", "--db=" + dir + "/x.db"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("not a loopback address"));
+  r = RunCommand({RunfilePath("server/tlmd"), "--max_attempts=0", "--db=" + dir + "/x.db"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--max_attempts must be at least 1"));
+}
+
+}  // namespace
+}  // namespace tlm::testing

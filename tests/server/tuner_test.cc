@@ -1,0 +1,270 @@
+// The tuning core on a real SQLite file and a real dispatcher, with a worker
+// played by the test through a WorkerSession (no gRPC).
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "program/program.h"
+#include "server/dispatcher.h"
+#include "server/sampler.h"
+#include "server/sqlite_store.h"
+#include "server/tuner.h"
+
+namespace tlm::server {
+namespace {
+
+std::string TempDbPath() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  static int n = 0;
+  return std::string(dir != nullptr ? dir : "/tmp") + "/tuner_test_" + std::to_string(getpid()) +
+         "_" + std::to_string(++n) + ".db";
+}
+
+tlm::v1::SubmitTaskRequest DenseRequest(int64_t m, int64_t n, int64_t k, int trials) {
+  tlm::v1::SubmitTaskRequest request;
+  tlm::v1::Workload* w = request.mutable_workload();
+  w->set_op("dense");
+  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", n}, {"K", k}}) {
+    tlm::v1::WorkloadParam* p = w->add_params();
+    p->set_name(name);
+    p->set_value(value);
+  }
+  request.mutable_target()->set_kind("cpu");
+  request.set_num_trials(trials);
+  request.set_seed(1);
+  return request;
+}
+
+// A server core without the network: store, dispatcher and tuner wired as in
+// tlmd's main, plus one simulated worker.
+struct Core {
+  explicit Core(const std::string& path, int window = 4) {
+    store = std::move(SqliteStore::Open(path).value());
+    dispatcher = std::make_unique<Dispatcher>(Dispatcher::Options{},
+                                              [this](const JobOutcome& o) { tuner->OnOutcome(o); });
+    Tuner::Options options;
+    options.window_per_task = window;
+    tuner = std::make_unique<Tuner>(store.get(), dispatcher.get(), options);
+  }
+
+  std::shared_ptr<WorkerSession> ConnectWorker(int credits) {
+    tlm::v1::RegisterRequest reg;
+    reg.set_name("sim");
+    reg.mutable_capabilities()->mutable_target()->set_kind("cpu");
+    reg.mutable_capabilities()->set_max_in_flight(credits);
+    std::shared_ptr<WorkerSession> session = dispatcher->Connect(reg).value();
+    dispatcher->Grant(session->worker_id(), credits);
+    return session;
+  }
+
+  // Answers every job the session holds with latency f(program text).
+  int Answer(WorkerSession& session, const std::function<double(const std::string&)>& latency,
+             int max_jobs = 1 << 30) {
+    int answered = 0;
+    while (answered < max_jobs) {
+      std::optional<tlm::v1::MeasureJob> job = session.NextJob(absl::Milliseconds(1));
+      if (!job.has_value()) break;
+      tlm::v1::JobResult result;
+      result.set_job_id(job->job_id());
+      result.set_lease_id(job->lease_id());
+      result.mutable_result()->set_error_kind(tlm::v1::ERROR_KIND_NONE);
+      const double s = latency(job->program().text());
+      result.mutable_result()->add_repeat_seconds(s);
+      result.mutable_result()->set_median_seconds(s);
+      REQUIRE(dispatcher->Complete(session.worker_id(), result));
+      dispatcher->Grant(session.worker_id(), 1);
+      ++answered;
+    }
+    return answered;
+  }
+
+  std::unique_ptr<SqliteStore> store;
+  std::unique_ptr<Tuner> tuner;
+  std::unique_ptr<Dispatcher> dispatcher;
+};
+
+double ByHash(const std::string& text) {
+  return 1e-3 + static_cast<double>(std::stoull(program::HashText(text).substr(0, 6), nullptr, 16)) * 1e-9;
+}
+
+TEST_CASE("random sampler proposes distinct unseen programs and exhausts small spaces") {
+  program::DenseWorkload w{4, 2, 1, {}};
+  const uint64_t size = program::ScheduleSpace(w).size();  // 6 * 3 * 1 * 6 = 108
+  REQUIRE(size == 108);
+  RandomSampler sampler(w, 3);
+  absl::flat_hash_set<std::string> seen;
+  while (true) {
+    std::vector<program::DenseProgram> batch = sampler.Propose(10, seen);
+    for (const program::DenseProgram& p : batch) {
+      REQUIRE(program::ValidateProgram(p).ok());
+      REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
+    }
+    if (batch.size() < 10) break;
+  }
+  CHECK(seen.size() == size);
+  CHECK(sampler.Propose(5, seen).empty());
+}
+
+TEST_CASE("unknown sampler names the field") {
+  absl::StatusOr<std::unique_ptr<Sampler>> s = MakeSampler("oracle", {4, 4, 4, {}}, 1);
+  REQUIRE_FALSE(s.ok());
+  CHECK(std::string(s.status().message()) == "sampler: unknown sampler \"oracle\" (known: random)");
+}
+
+TEST_CASE("submit validation names the field") {
+  tlm::v1::SubmitTaskRequest r = DenseRequest(8, 8, 8, 4);
+  REQUIRE(ValidateSubmitRequest(r).ok());
+  r.set_num_trials(100001);
+  CHECK_THAT(std::string(ValidateSubmitRequest(r).message()),
+             Catch::StartsWith("num_trials: must be between 1 and 100000"));
+  r = DenseRequest(8, 8, 8, 4);
+  r.mutable_measure()->set_run_timeout_s(-1);
+  CHECK_THAT(std::string(ValidateSubmitRequest(r).message()),
+             Catch::StartsWith("measure.run_timeout_s"));
+  r = DenseRequest(8, 8, 8, 4);
+  r.set_name(std::string(201, 'x'));
+  CHECK_THAT(std::string(ValidateSubmitRequest(r).message()), Catch::StartsWith("name:"));
+}
+
+TEST_CASE("a task keeps its window full, stores every result once and ends with the best") {
+  Core core(TempDbPath(), /*window=*/4);
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+  tlm::v1::Task task = core.tuner->Submit(DenseRequest(16, 16, 16, 10)).value();
+  std::shared_ptr<TaskWatch> watch = core.tuner->Watch(task.id()).value();
+
+  // Only the window is stored ahead of results.
+  CHECK(core.store->Counts()->programs == 4);
+  int answered = 0;
+  while (answered < 10) {
+    const int n = core.Answer(*worker, ByHash);
+    REQUIRE(n > 0);
+    answered += n;
+  }
+  CHECK(core.Answer(*worker, ByHash) == 0);  // nothing beyond num_trials
+
+  tlm::v1::Task done = core.tuner->Get(task.id()).value();
+  CHECK(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 10);
+  CHECK(core.store->Counts()->programs == 10);
+
+  double min = 1;
+  for (const tlm::v1::Trial& t : core.store->ListTrials(task.id()).value()) {
+    min = std::min(min, t.result().median_seconds());
+  }
+  CHECK(core.tuner->Best(task.id())->result().median_seconds() == min);
+
+  // Events: the snapshot, ten trials, the end; then the watch is over.
+  int events = 0;
+  bool last_succeeded = false;
+  while (std::optional<tlm::v1::TaskEvent> e = watch->Next(absl::Milliseconds(10))) {
+    ++events;
+    last_succeeded = e->task().state() == tlm::v1::TASK_STATE_SUCCEEDED;
+  }
+  CHECK(events == 12);
+  CHECK(last_succeeded);
+  CHECK(watch->done());
+  CHECK(core.tuner->Overhead().jobs == 10);
+}
+
+TEST_CASE("a task whose space is smaller than its trials ends when it is exhausted") {
+  Core core(TempDbPath(), /*window=*/8);
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(4);
+  // M=N=K=1: one tiling per axis, six loop orders.
+  tlm::v1::Task task = core.tuner->Submit(DenseRequest(1, 1, 1, 50)).value();
+  int answered = 0;
+  for (int n; (n = core.Answer(*worker, ByHash)) > 0;) answered += n;
+  CHECK(answered == 6);
+  tlm::v1::Task done = core.tuner->Get(task.id()).value();
+  CHECK(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 6);
+  CHECK_THAT(done.message(), Catch::Contains("exhausted after 6"));
+}
+
+TEST_CASE("a task whose every trial fails ends as failed") {
+  Core core(TempDbPath(), /*window=*/2);
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+  tlm::v1::Task task = core.tuner->Submit(DenseRequest(4, 4, 4, 3)).value();
+  int answered = 0;
+  while (answered < 3) {
+    std::optional<tlm::v1::MeasureJob> job = worker->NextJob(absl::Milliseconds(1));
+    REQUIRE(job.has_value());
+    tlm::v1::JobResult result;
+    result.set_job_id(job->job_id());
+    result.set_lease_id(job->lease_id());
+    result.mutable_result()->set_error_kind(tlm::v1::ERROR_KIND_WRONG_ANSWER);
+    result.mutable_result()->set_error_stage("check");
+    REQUIRE(core.dispatcher->Complete(worker->worker_id(), result));
+    core.dispatcher->Grant(worker->worker_id(), 1);
+    ++answered;
+  }
+  tlm::v1::Task done = core.tuner->Get(task.id()).value();
+  CHECK(done.state() == tlm::v1::TASK_STATE_FAILED);
+  CHECK(done.trials_failed() == 3);
+  CHECK(absl::IsNotFound(core.tuner->Best(task.id()).status()));
+}
+
+TEST_CASE("cancel drops queued programs but keeps results in flight") {
+  Core core(TempDbPath(), /*window=*/6);
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+  tlm::v1::Task task = core.tuner->Submit(DenseRequest(16, 16, 16, 20)).value();
+  std::optional<tlm::v1::MeasureJob> leased = worker->NextJob(absl::Milliseconds(1));
+  REQUIRE(leased.has_value());
+
+  tlm::v1::Task cancelled = core.tuner->Cancel(task.id()).value();
+  CHECK(cancelled.state() == tlm::v1::TASK_STATE_CANCELLED);
+  CHECK(core.dispatcher->pending() == 2);  // the two leased jobs; the four queued are gone
+
+  tlm::v1::JobResult result;
+  result.set_job_id(leased->job_id());
+  result.set_lease_id(leased->lease_id());
+  result.mutable_result()->set_error_kind(tlm::v1::ERROR_KIND_NONE);
+  result.mutable_result()->set_median_seconds(0.5);
+  REQUIRE(core.dispatcher->Complete(worker->worker_id(), result));
+  tlm::v1::Task after = core.tuner->Get(task.id()).value();
+  CHECK(after.state() == tlm::v1::TASK_STATE_CANCELLED);
+  CHECK(after.trials_done() == 1);
+  // Cancelling again changes nothing.
+  CHECK(core.tuner->Cancel(task.id())->state() == tlm::v1::TASK_STATE_CANCELLED);
+}
+
+TEST_CASE("a restarted core resumes a task with exactly its unmeasured programs") {
+  const std::string path = TempDbPath();
+  int64_t task_id = 0;
+  {
+    Core core(path, /*window=*/5);
+    std::shared_ptr<WorkerSession> worker = core.ConnectWorker(1);
+    task_id = core.tuner->Submit(DenseRequest(16, 16, 16, 12)).value().id();
+    REQUIRE(core.Answer(*worker, ByHash, 3) == 3);
+    core.tuner->StopAccepting();
+    CHECK(absl::IsUnavailable(core.tuner->Submit(DenseRequest(4, 4, 4, 1)).status()));
+    // The core goes away with one job leased and the rest queued.
+  }
+  Core core(path, /*window=*/5);
+  REQUIRE(core.tuner->Resume().ok());
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(3);
+  int answered = 0;
+  for (int n; (n = core.Answer(*worker, ByHash)) > 0;) answered += n;
+  CHECK(answered == 9);
+  tlm::v1::Task done = core.tuner->Get(task_id).value();
+  CHECK(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 12);
+  CHECK(core.store->Counts()->measurements == 12);
+  CHECK(core.store->Counts()->programs == 12);
+}
+
+TEST_CASE("invalid submissions store nothing") {
+  Core core(TempDbPath());
+  tlm::v1::SubmitTaskRequest bad = DenseRequest(8, 8, 0, 4);
+  absl::StatusOr<tlm::v1::Task> r = core.tuner->Submit(bad);
+  REQUIRE(absl::IsInvalidArgument(r.status()));
+  CHECK(std::string(r.status().message()) == "workload.params: K must be at least 1, got 0");
+  CHECK(core.store->Counts()->tasks == 0);
+  CHECK(absl::IsNotFound(core.tuner->Get(99).status()));
+  CHECK(absl::IsNotFound(core.tuner->Watch(99).status()));
+}
+
+}  // namespace
+}  // namespace tlm::server
