@@ -1,0 +1,59 @@
+// A client of tlmd: the Tuning and Admin services with absl::Status errors.
+#ifndef TLMD_CLIENT_CLIENT_H_
+#define TLMD_CLIENT_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tlm/v1/admin.grpc.pb.h"
+#include "tlm/v1/tuning.grpc.pb.h"
+
+namespace tlm::client {
+
+// Thread-safe. Unary calls carry a deadline (call_timeout); WatchTask has none.
+class Client {
+ public:
+  // Waits up to `timeout` for the server; UNAVAILABLE names the address when
+  // it cannot be reached.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& address,
+                                                         absl::Duration timeout);
+
+  void set_call_timeout(absl::Duration timeout) { call_timeout_ = timeout; }
+  const std::string& address() const { return address_; }
+
+  absl::StatusOr<tlm::v1::Task> SubmitTask(const tlm::v1::SubmitTaskRequest& request);
+  absl::StatusOr<tlm::v1::Task> GetTask(int64_t task_id);
+  // Calls on_event for each event until the stream ends (OK) or on_event
+  // returns false (OK, stream cancelled).
+  absl::Status WatchTask(int64_t task_id,
+                         const std::function<bool(const tlm::v1::TaskEvent&)>& on_event);
+  absl::StatusOr<tlm::v1::BestProgram> GetBest(int64_t task_id);
+  absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(int limit,
+                                                       const std::vector<tlm::v1::TaskState>& states);
+  absl::StatusOr<tlm::v1::Task> CancelTask(int64_t task_id);
+  absl::StatusOr<tlm::v1::ServerStatus> GetStatus();
+  absl::StatusOr<std::vector<tlm::v1::WorkerInfo>> ListWorkers();
+
+ private:
+  Client(std::string address, std::shared_ptr<grpc::Channel> channel);
+  // Sets the deadline of a unary call.
+  void Prepare(grpc::ClientContext& context) const;
+  // The one conversion from grpc::Status.
+  absl::Status FromGrpc(const grpc::Status& status) const;
+
+  const std::string address_;
+  std::unique_ptr<tlm::v1::Tuning::Stub> tuning_;
+  std::unique_ptr<tlm::v1::Admin::Stub> admin_;
+  absl::Duration call_timeout_ = absl::Seconds(30);
+};
+
+}  // namespace tlm::client
+
+#endif  // TLMD_CLIENT_CLIENT_H_

@@ -1,0 +1,71 @@
+// cpu-ref: the reference CPU backend. Runs a dense program as a plain C++
+// loop nest that follows the program's schedule exactly (tiling and loop
+// order), checks it against a double-precision reference, and times it on
+// one thread. It is the correctness reference for faster CPU backends.
+#ifndef TLMD_WORKER_CPU_REF_BACKEND_H_
+#define TLMD_WORKER_CPU_REF_BACKEND_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "program/program.h"
+#include "worker/backend.h"
+#include "worker/timing.h"
+
+namespace tlm::worker {
+
+// Inputs of a dense workload and its reference output.
+struct DenseData {
+  program::DenseWorkload workload;
+  std::vector<float> a;          // M x K, row-major, uniform in [-1, 1]
+  std::vector<float> b;          // K x N
+  std::vector<float> bias;       // N (empty without a bias epilogue)
+  std::vector<double> expected;  // M x N, computed in double precision
+  std::vector<double> tolerance; // M x N, allowed absolute error per element
+};
+
+// Random inputs (fixed seed) and the reference output with its tolerance:
+// 1e-5 * sum_k |a*b| (+ |bias|) + 1e-6 per element, far above fp32 rounding
+// for any summation order and far below the error of a wrong loop nest.
+DenseData MakeDenseData(const program::DenseWorkload& workload);
+
+// C = epilogue(A * B) with the program's loop nest; c has M*N elements.
+void RunDense(const program::DenseProgram& p, const float* a, const float* b, const float* bias,
+              float* c);
+
+// The loop nest RunDense executes, as readable pseudo-code.
+std::string RenderLoopNest(const program::DenseProgram& p);
+
+class CpuRefBackend final : public Backend {
+ public:
+  struct Options {
+    // Test-only: perturbs one output element so checking must fail.
+    bool corrupt_output_for_testing = false;
+  };
+
+  CpuRefBackend() : CpuRefBackend(Options{}) {}
+  explicit CpuRefBackend(Options options);
+
+  std::string name() const override { return "cpu-ref"; }
+  tlm::v1::WorkerCapabilities Capabilities() const override;
+  tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
+                                 const tlm::v1::MeasureOptions& options) override;
+
+ private:
+  // Inputs for `workload`, reused while consecutive programs share it.
+  const DenseData& DataFor(const program::DenseWorkload& workload);
+
+  const Options options_;
+  std::optional<DenseData> data_;
+  std::vector<float> output_;
+  CacheFlusher flusher_;
+};
+
+// CPU model name from /proc/cpuinfo ("unknown CPU" if unreadable).
+std::string CpuModelName();
+
+}  // namespace tlm::worker
+
+#endif  // TLMD_WORKER_CPU_REF_BACKEND_H_
