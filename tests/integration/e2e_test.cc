@@ -114,6 +114,16 @@ TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   request.mutable_measure()->set_min_repeat_ms(40);
   const tlm::v1::Task submitted = Submit(cluster, request);
   WaitForResults(cluster, submitted.id(), 6);
+  // Kill the victim while it holds a job, so that job must be measured again.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  bool holding = false;
+  while (!holding && absl::Now() < deadline) {
+    grpc::ClientContext context;
+    tlm::v1::ListWorkersResponse workers;
+    REQUIRE(cluster.admin().ListWorkers(&context, {}, &workers).ok());
+    for (const tlm::v1::WorkerInfo& w : workers.workers()) holding |= w.name() == "w1" && w.in_flight() > 0;
+  }
+  REQUIRE(holding);
   cluster.worker(victim).Signal(SIGKILL);
   REQUIRE(cluster.worker(victim).Wait(absl::Seconds(10)).has_value());
 
@@ -127,6 +137,8 @@ TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 40);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM programs WHERE task_id = " +
                                         std::to_string(submitted.id())) == 40);
+  // The job the victim held was measured again by the survivor.
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from + " AND m.attempt >= 2") >= 1);
 }
 
 TEST_CASE("SIGTERM drains, and a restarted tlmd resumes the task from the database") {

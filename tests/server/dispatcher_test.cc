@@ -1,0 +1,336 @@
+// Dispatcher logic with a fake clock; workers are played through sessions.
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "server/dispatcher.h"
+
+namespace tlm::server {
+namespace {
+
+class FakeClock {
+ public:
+  absl::Time Now() const { return now_; }
+  void Advance(absl::Duration d) { now_ += d; }
+
+ private:
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+};
+
+struct Harness {
+  explicit Harness(int max_attempts = 3) {
+    Dispatcher::Options options;
+    options.max_attempts = max_attempts;
+    options.lease_margin = absl::Seconds(10);
+    options.heartbeat_interval = absl::Seconds(1);
+    options.clock = [this] { return clock.Now(); };
+    dispatcher = std::make_unique<Dispatcher>(options, [this](const JobOutcome& o) {
+      absl::MutexLock lock(&mu);
+      outcomes.push_back(o);
+    });
+  }
+
+  std::shared_ptr<WorkerSession> Connect(const std::string& kind, int credits,
+                                         const std::string& device = "") {
+    tlm::v1::RegisterRequest r;
+    r.set_name(kind + "-worker");
+    r.mutable_capabilities()->mutable_target()->set_kind(kind);
+    r.mutable_capabilities()->mutable_target()->set_device(device);
+    r.mutable_capabilities()->set_max_in_flight(std::max(1, credits));
+    std::shared_ptr<WorkerSession> s = dispatcher->Connect(r).value();
+    if (credits > 0) dispatcher->Grant(s->worker_id(), credits);
+    return s;
+  }
+
+  static Job MakeJob(int64_t id, const std::string& kind = "cpu", int64_t task = 1,
+                     const std::string& device = "") {
+    Job job;
+    job.job_id = id;
+    job.task_id = task;
+    job.target.set_kind(kind);
+    job.target.set_device(device);
+    job.program.set_text("program " + std::to_string(id));
+    job.options.set_build_timeout_s(5);
+    job.options.set_run_timeout_s(5);
+    return job;
+  }
+
+  static tlm::v1::JobResult Result(const tlm::v1::MeasureJob& job, double seconds = 0.001) {
+    tlm::v1::JobResult r;
+    r.set_job_id(job.job_id());
+    r.set_lease_id(job.lease_id());
+    r.mutable_result()->set_error_kind(tlm::v1::ERROR_KIND_NONE);
+    r.mutable_result()->set_median_seconds(seconds);
+    return r;
+  }
+
+  std::vector<JobOutcome> Outcomes() {
+    absl::MutexLock lock(&mu);
+    return outcomes;
+  }
+
+  FakeClock clock;
+  absl::Mutex mu;
+  std::vector<JobOutcome> outcomes;
+  std::unique_ptr<Dispatcher> dispatcher;
+};
+
+std::optional<tlm::v1::MeasureJob> Take(WorkerSession& s) { return s.NextJob(absl::ZeroDuration()); }
+
+TEST_CASE("jobs go only to workers of their kind and device, one per credit, in order") {
+  Harness h;
+  auto cpu = h.Connect("cpu", 2);
+  auto gpu = h.Connect("cuda", 5, "sm_90");
+  for (int id = 1; id <= 3; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  h.dispatcher->Enqueue(Harness::MakeJob(10, "cuda", 1, "sm_80"));  // no such device
+  h.dispatcher->Enqueue(Harness::MakeJob(11, "cuda", 1, "sm_90"));
+
+  auto first = Take(*cpu);
+  auto second = Take(*cpu);
+  REQUIRE(first.has_value());
+  REQUIRE(second.has_value());
+  CHECK(first->job_id() == 1);
+  CHECK(second->job_id() == 2);
+  CHECK(first->attempt() == 1);
+  CHECK(first->lease_ms() == 20000);  // 5 s build + 5 s run + 10 s margin
+  CHECK_FALSE(Take(*cpu).has_value());  // out of credits
+
+  auto g = Take(*gpu);
+  REQUIRE(g.has_value());
+  CHECK(g->job_id() == 11);
+  CHECK_FALSE(Take(*gpu).has_value());  // job 10 waits for an sm_80 worker
+
+  h.dispatcher->Grant(cpu->worker_id(), 1);
+  auto third = Take(*cpu);
+  REQUIRE(third.has_value());
+  CHECK(third->job_id() == 3);
+
+  std::vector<tlm::v1::QueueStatus> queues = h.dispatcher->Queues();
+  REQUIRE(queues.size() == 2);
+  CHECK(queues[0].target_kind() == "cpu");
+  CHECK(queues[0].queued() == 0);
+  CHECK(queues[0].leased() == 3);
+  CHECK(queues[1].target_kind() == "cuda");
+  CHECK(queues[1].queued() == 1);
+  CHECK(queues[1].leased() == 1);
+}
+
+TEST_CASE("work is spread over workers round-robin") {
+  Harness h;
+  auto a = h.Connect("cpu", 4);
+  auto b = h.Connect("cpu", 4);
+  for (int id = 1; id <= 4; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  int to_a = 0;
+  int to_b = 0;
+  while (Take(*a)) ++to_a;
+  while (Take(*b)) ++to_b;
+  CHECK(to_a == 2);
+  CHECK(to_b == 2);
+}
+
+TEST_CASE("an expired lease is requeued and its late result ignored") {
+  Harness h;
+  auto w = h.Connect("cpu", 2);
+  h.dispatcher->Enqueue(Harness::MakeJob(1));
+  auto old_lease = Take(*w);
+  REQUIRE(old_lease.has_value());
+
+  h.clock.Advance(absl::Seconds(21));
+  h.dispatcher->Heartbeat(w->worker_id());
+  h.dispatcher->Tick();
+  auto new_lease = Take(*w);
+  REQUIRE(new_lease.has_value());
+  CHECK(new_lease->job_id() == 1);
+  CHECK(new_lease->attempt() == 2);
+  CHECK(new_lease->lease_id() != old_lease->lease_id());
+
+  CHECK_FALSE(h.dispatcher->Complete(w->worker_id(), Harness::Result(*old_lease)));
+  CHECK(h.Outcomes().empty());
+  CHECK(h.dispatcher->Complete(w->worker_id(), Harness::Result(*new_lease, 0.5)));
+  REQUIRE(h.Outcomes().size() == 1);
+  CHECK(h.Outcomes()[0].attempt == 2);
+  CHECK(h.Outcomes()[0].result.median_seconds() == 0.5);
+  CHECK(h.Outcomes()[0].completed_at - h.Outcomes()[0].enqueued_at == absl::Seconds(21));
+  // The same result again is a duplicate.
+  CHECK_FALSE(h.dispatcher->Complete(w->worker_id(), Harness::Result(*new_lease)));
+  CHECK(h.Outcomes().size() == 1);
+  CHECK(h.dispatcher->pending() == 0);
+}
+
+TEST_CASE("a disconnected worker's jobs go to another worker") {
+  Harness h;
+  auto a = h.Connect("cpu", 2);
+  h.dispatcher->Enqueue(Harness::MakeJob(1));
+  h.dispatcher->Enqueue(Harness::MakeJob(2));
+  REQUIRE(Take(*a).has_value());
+  REQUIRE(Take(*a).has_value());
+  auto b = h.Connect("cpu", 0);
+  h.dispatcher->Disconnect(a->worker_id());
+  CHECK(a->closed());
+  h.dispatcher->Grant(b->worker_id(), 2);
+  auto j1 = Take(*b);
+  auto j2 = Take(*b);
+  REQUIRE(j1.has_value());
+  REQUIRE(j2.has_value());
+  CHECK(j1->job_id() == 1);  // order kept
+  CHECK(j2->job_id() == 2);
+  CHECK(j1->attempt() == 2);
+  // The gone worker's results no longer count.
+  tlm::v1::MeasureJob stale = *j1;
+  CHECK_FALSE(h.dispatcher->Complete(a->worker_id(), Harness::Result(stale)));
+  CHECK(h.dispatcher->Complete(b->worker_id(), Harness::Result(*j1)));
+  CHECK(h.Outcomes().size() == 1);
+  h.dispatcher->Disconnect(a->worker_id());  // idempotent
+}
+
+TEST_CASE("a result from a worker that does not hold the lease is ignored") {
+  Harness h;
+  auto a = h.Connect("cpu", 1);
+  auto b = h.Connect("cpu", 1);
+  h.dispatcher->Enqueue(Harness::MakeJob(1));
+  std::optional<tlm::v1::MeasureJob> job = Take(*a);
+  std::shared_ptr<WorkerSession> holder = a;
+  std::shared_ptr<WorkerSession> other = b;
+  if (!job.has_value()) {
+    job = Take(*b);
+    std::swap(holder, other);
+  }
+  REQUIRE(job.has_value());
+  CHECK_FALSE(h.dispatcher->Complete(other->worker_id(), Harness::Result(*job)));
+  CHECK(h.Outcomes().empty());
+  CHECK(h.dispatcher->Complete(holder->worker_id(), Harness::Result(*job)));
+  CHECK(h.Outcomes().size() == 1);
+}
+
+TEST_CASE("a job lost max_attempts times ends as an UNKNOWN error") {
+  Harness h(/*max_attempts=*/2);
+  h.dispatcher->Enqueue(Harness::MakeJob(7));
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto w = h.Connect("cpu", 1);
+    auto job = Take(*w);
+    REQUIRE(job.has_value());
+    CHECK(job->attempt() == attempt);
+    h.dispatcher->Disconnect(w->worker_id());  // the program "killed" the worker
+  }
+  const std::vector<JobOutcome> outcomes = h.Outcomes();
+  REQUIRE(outcomes.size() == 1);
+  const JobOutcome& o = outcomes[0];
+  CHECK(o.job.job_id == 7);
+  CHECK(o.worker_id.empty());
+  CHECK(o.attempt == 2);
+  CHECK(o.result.error_kind() == tlm::v1::ERROR_KIND_UNKNOWN);
+  CHECK(o.result.error_stage() == "dispatch");
+  CHECK_THAT(o.result.error_message(), Catch::Contains("no result after 2 attempts"));
+  CHECK_THAT(o.result.error_message(), Catch::Contains("disconnected"));
+  CHECK(h.dispatcher->pending() == 0);
+}
+
+TEST_CASE("a silent worker is dropped after three heartbeat intervals") {
+  Harness h;
+  auto silent = h.Connect("cpu", 1);
+  auto alive = h.Connect("cpu", 0);
+  h.dispatcher->Enqueue(Harness::MakeJob(1));
+  REQUIRE(Take(*silent).has_value());
+  h.clock.Advance(absl::Milliseconds(2500));
+  h.dispatcher->Heartbeat(alive->worker_id());
+  h.dispatcher->Tick();
+  CHECK_FALSE(silent->closed());  // 2.5 intervals
+  h.clock.Advance(absl::Milliseconds(1000));
+  h.dispatcher->Heartbeat(alive->worker_id());
+  h.dispatcher->Tick();
+  CHECK(silent->closed());
+  CHECK(h.dispatcher->Workers().size() == 1);
+  h.dispatcher->Grant(alive->worker_id(), 1);
+  auto moved = Take(*alive);
+  REQUIRE(moved.has_value());
+  CHECK(moved->attempt() == 2);
+}
+
+TEST_CASE("cancelling a task drops its queued jobs only") {
+  Harness h;
+  auto w = h.Connect("cpu", 1);
+  h.dispatcher->Enqueue(Harness::MakeJob(1, "cpu", /*task=*/5));
+  h.dispatcher->Enqueue(Harness::MakeJob(2, "cpu", 5));
+  h.dispatcher->Enqueue(Harness::MakeJob(3, "cpu", 6));
+  auto leased = Take(*w);
+  REQUIRE(leased.has_value());
+  CHECK(h.dispatcher->CancelTask(5) == 1);
+  CHECK(h.dispatcher->pending() == 2);
+  CHECK(h.dispatcher->Complete(w->worker_id(), Harness::Result(*leased)));
+  h.dispatcher->Grant(w->worker_id(), 1);
+  auto next = Take(*w);
+  REQUIRE(next.has_value());
+  CHECK(next->job_id() == 3);
+}
+
+TEST_CASE("registration errors name the field") {
+  Harness h;
+  tlm::v1::RegisterRequest r;
+  r.mutable_capabilities()->set_max_in_flight(1);
+  auto no_kind = h.dispatcher->Connect(r);
+  REQUIRE_FALSE(no_kind.ok());
+  CHECK_THAT(std::string(no_kind.status().message()),
+             Catch::StartsWith("register.capabilities.target.kind"));
+  r.mutable_capabilities()->mutable_target()->set_kind("cpu");
+  r.mutable_capabilities()->set_max_in_flight(0);
+  auto no_slots = h.dispatcher->Connect(r);
+  REQUIRE_FALSE(no_slots.ok());
+  CHECK_THAT(std::string(no_slots.status().message()),
+             Catch::StartsWith("register.capabilities.max_in_flight"));
+  auto ok = h.Connect("cpu", 1);
+  CHECK(h.dispatcher->Registration(ok->worker_id()).heartbeat_interval_ms() == 1000);
+}
+
+TEST_CASE("NextJob blocks until a job arrives or the session closes") {
+  Harness h;
+  auto w = h.Connect("cpu", 1);
+  std::thread producer([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    h.dispatcher->Enqueue(Harness::MakeJob(1));
+  });
+  auto job = w->NextJob(absl::Seconds(30));
+  producer.join();
+  REQUIRE(job.has_value());
+  std::thread closer([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    h.dispatcher->Disconnect(w->worker_id());
+  });
+  CHECK_FALSE(w->NextJob(absl::Seconds(30)).has_value());
+  closer.join();
+  CHECK(w->closed());
+}
+
+TEST_CASE("concurrent workers complete every job exactly once") {
+  Harness h;
+  constexpr int kJobs = 400;
+  constexpr int kWorkers = 4;
+  std::vector<std::shared_ptr<WorkerSession>> sessions;
+  for (int i = 0; i < kWorkers; ++i) sessions.push_back(h.Connect("cpu", 2));
+  std::atomic<int> completed{0};
+  std::vector<std::thread> threads;
+  for (auto& s : sessions) {
+    threads.emplace_back([&, s] {
+      while (completed < kJobs) {
+        std::optional<tlm::v1::MeasureJob> job = s->NextJob(absl::Milliseconds(5));
+        if (!job.has_value()) continue;
+        if (h.dispatcher->Complete(s->worker_id(), Harness::Result(*job))) ++completed;
+        // A duplicate send must never count twice.
+        h.dispatcher->Complete(s->worker_id(), Harness::Result(*job));
+        h.dispatcher->Grant(s->worker_id(), 1);
+      }
+    });
+  }
+  for (int id = 1; id <= kJobs; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  for (std::thread& t : threads) t.join();
+  std::vector<JobOutcome> outcomes = h.Outcomes();
+  CHECK(outcomes.size() == kJobs);
+  std::map<int64_t, int> seen;
+  for (const JobOutcome& o : outcomes) ++seen[o.job.job_id];
+  CHECK(seen.size() == kJobs);
+  CHECK(h.dispatcher->pending() == 0);
+}
+
+}  // namespace
+}  // namespace tlm::server

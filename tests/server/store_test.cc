@@ -1,0 +1,295 @@
+// SqliteStore on real files in a fresh directory per test.
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "server/sqlite_store.h"
+
+namespace tlm::server {
+namespace {
+
+// A temporary directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/store.XXXXXX";
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+tlm::v1::SubmitTaskRequest Request(int64_t m, const std::string& kind = "cpu") {
+  tlm::v1::SubmitTaskRequest r;
+  r.set_name("t");
+  tlm::v1::Workload* w = r.mutable_workload();
+  w->set_op("dense");
+  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", 8}, {"K", 8}}) {
+    tlm::v1::WorkloadParam* p = w->add_params();
+    p->set_name(name);
+    p->set_value(value);
+  }
+  r.mutable_target()->set_kind(kind);
+  r.set_num_trials(10);
+  r.set_sampler("random");
+  r.set_seed(0xfedcba9876543210ULL);
+  r.mutable_measure()->set_repeat(5);
+  return r;
+}
+
+tlm::v1::Program Prog(const std::string& text) {
+  tlm::v1::Program p;
+  p.set_text(text);
+  p.set_hash("h:" + text);
+  return p;
+}
+
+MeasurementRecord Ok(int64_t program_id, double seconds) {
+  MeasurementRecord r;
+  r.program_id = program_id;
+  r.worker_id = "w-1";
+  r.attempt = 1;
+  r.result.set_error_kind(tlm::v1::ERROR_KIND_NONE);
+  r.result.add_repeat_seconds(seconds * 1.1);
+  r.result.add_repeat_seconds(seconds);
+  r.result.add_repeat_seconds(seconds * 0.9);
+  r.result.set_median_seconds(seconds);
+  r.result.set_number(4);
+  r.result.set_source("loop nest");
+  r.measured_unix_ms = 1000;
+  return r;
+}
+
+MeasurementRecord Failed(int64_t program_id) {
+  MeasurementRecord r;
+  r.program_id = program_id;
+  r.worker_id = "w-2";
+  r.attempt = 2;
+  r.result.set_error_kind(tlm::v1::ERROR_KIND_WRONG_ANSWER);
+  r.result.set_error_stage("check");
+  r.result.set_error_message("C[0, 0] differs");
+  r.result.set_median_seconds(0.0);
+  return r;
+}
+
+std::string Pragma(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string value;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST_CASE("a new file gets schema version 1 in WAL mode, in a created directory") {
+  TempDir dir;
+  const std::string path = dir.file("nested/deeper/tlmd.db");
+  auto store = SqliteStore::Open(path);
+  REQUIRE(store.ok());
+  CHECK((*store)->schema_version() == 1);
+  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "1");
+  CHECK(Pragma(path, "PRAGMA journal_mode") == "wal");
+}
+
+TEST_CASE("reopening keeps tasks, programs and measurements") {
+  TempDir dir;
+  const std::string path = dir.file("tlmd.db");
+  int64_t task_id = 0;
+  int64_t program_id = 0;
+  {
+    auto store = SqliteStore::Open(path);
+    REQUIRE(store.ok());
+    tlm::v1::Task task = (*store)->CreateTask(Request(16), 5).value();
+    task_id = task.id();
+    program_id = (*store)->AddProgram(task_id, Prog("p1")).value().program_id;
+    REQUIRE((*store)->RecordMeasurement(Ok(program_id, 0.25)).ok());
+  }
+  auto store = SqliteStore::Open(path);
+  REQUIRE(store.ok());
+  tlm::v1::Task task = (*store)->GetTask(task_id).value();
+  CHECK(task.state() == tlm::v1::TASK_STATE_RUNNING);
+  CHECK(task.seed() == 0xfedcba9876543210ULL);
+  CHECK(task.measure().repeat() == 5);
+  CHECK(task.workload().params(0).value() == 16);
+  CHECK(task.trials_done() == 1);
+  CHECK(task.best_seconds() == 0.25);
+  tlm::v1::Trial best = (*store)->GetBest(task_id).value();
+  CHECK(best.program_id() == program_id);
+  CHECK(best.result().repeat_seconds_size() == 3);
+  CHECK(best.result().repeat_seconds(2) == Approx(0.225));
+  CHECK(best.result().source() == "loop nest");
+  CHECK(best.worker_id() == "w-1");
+}
+
+TEST_CASE("a file from a newer schema is refused and left as it was") {
+  TempDir dir;
+  const std::string path = dir.file("future.db");
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_exec(db,
+                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                 "INSERT INTO schema_version VALUES (99);",
+                 nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto store = SqliteStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("schema version 99"));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 1"));
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'") == "0");
+  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "99");
+}
+
+TEST_CASE("a file that is not a database gives an error naming it") {
+  TempDir dir;
+  const std::string path = dir.file("garbage.db");
+  std::ofstream(path) << std::string(4096, 'x');
+  auto store = SqliteStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("not a database"));
+}
+
+TEST_CASE("workloads and targets are shared between tasks") {
+  TempDir dir;
+  const std::string path = dir.file("tlmd.db");
+  auto store = std::move(SqliteStore::Open(path).value());
+  store->CreateTask(Request(16), 1).value();
+  store->CreateTask(Request(16), 2).value();
+  store->CreateTask(Request(32), 3).value();
+  store->CreateTask(Request(32, "cuda"), 4).value();
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM workloads") == "2");
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM targets") == "2");
+  CHECK(store->Counts()->tasks == 4);
+}
+
+TEST_CASE("programs are unique per task by hash") {
+  TempDir dir;
+  auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
+  const int64_t t1 = store->CreateTask(Request(16), 1)->id();
+  const int64_t t2 = store->CreateTask(Request(16), 1)->id();
+  AddedProgram a = store->AddProgram(t1, Prog("p")).value();
+  AddedProgram again = store->AddProgram(t1, Prog("p")).value();
+  AddedProgram other_task = store->AddProgram(t2, Prog("p")).value();
+  CHECK(a.inserted);
+  CHECK_FALSE(again.inserted);
+  CHECK(again.program_id == a.program_id);
+  CHECK(other_task.inserted);
+  CHECK(other_task.program_id != a.program_id);
+  CHECK(store->Counts()->programs == 2);
+  CHECK(store->ProgramHashes(t1).value() == std::vector<std::string>{"h:p"});
+  CHECK(absl::IsNotFound(store->AddProgram(999, Prog("q")).status()));
+}
+
+TEST_CASE("a program is measured at most once") {
+  TempDir dir;
+  auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
+  const int64_t task = store->CreateTask(Request(16), 1)->id();
+  const int64_t program = store->AddProgram(task, Prog("p"))->program_id;
+  REQUIRE(store->RecordMeasurement(Ok(program, 0.5)).ok());
+  absl::Status second = store->RecordMeasurement(Ok(program, 0.1));
+  CHECK(absl::IsAlreadyExists(second));
+  CHECK(store->GetBest(task)->result().median_seconds() == 0.5);
+  CHECK(store->Counts()->measurements == 1);
+  CHECK(store->ListTrials(task)->at(0).result().repeat_seconds_size() == 3);
+  CHECK(absl::IsNotFound(store->RecordMeasurement(Ok(12345, 0.1))));
+}
+
+TEST_CASE("progress, best and unmeasured programs of a task") {
+  TempDir dir;
+  auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
+  const int64_t task = store->CreateTask(Request(16), 1)->id();
+  CHECK(absl::IsNotFound(store->GetBest(task).status()));
+  std::vector<int64_t> ids;
+  for (const char* text : {"a", "b", "c", "d", "e"}) {
+    ids.push_back(store->AddProgram(task, Prog(text))->program_id);
+  }
+  REQUIRE(store->RecordMeasurement(Ok(ids[0], 0.30)).ok());
+  REQUIRE(store->RecordMeasurement(Failed(ids[1])).ok());  // median 0 must not count as best
+  REQUIRE(store->RecordMeasurement(Ok(ids[3], 0.20)).ok());
+
+  tlm::v1::Task t = store->GetTask(task).value();
+  CHECK(t.trials_done() == 3);
+  CHECK(t.trials_failed() == 1);
+  CHECK(t.best_seconds() == 0.20);
+  tlm::v1::Trial best = store->GetBest(task).value();
+  CHECK(best.program().text() == "d");
+  CHECK(best.program().hash() == "h:d");
+
+  std::vector<tlm::v1::Trial> trials = store->ListTrials(task).value();
+  REQUIRE(trials.size() == 3);
+  CHECK(trials[1].result().error_kind() == tlm::v1::ERROR_KIND_WRONG_ANSWER);
+  CHECK(trials[1].result().error_message() == "C[0, 0] differs");
+  CHECK(trials[1].worker_id() == "w-2");
+
+  std::vector<StoredProgram> unmeasured = store->ListUnmeasuredPrograms(task).value();
+  REQUIRE(unmeasured.size() == 2);
+  CHECK(unmeasured[0].program_id == ids[2]);
+  CHECK(unmeasured[1].program.text() == "e");
+}
+
+TEST_CASE("tasks list newest first and filter by state; unknown ids are NOT_FOUND") {
+  TempDir dir;
+  auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
+  for (int i = 0; i < 4; ++i) store->CreateTask(Request(8 + i), i);
+  REQUIRE(store->SetTaskState(2, tlm::v1::TASK_STATE_SUCCEEDED, "", 10).ok());
+  REQUIRE(store->SetTaskState(3, tlm::v1::TASK_STATE_CANCELLED, "by test", 11).ok());
+  std::vector<tlm::v1::Task> all = store->ListTasks(10, {}).value();
+  REQUIRE(all.size() == 4);
+  CHECK(all[0].id() == 4);
+  CHECK(all[3].id() == 1);
+  CHECK(store->ListTasks(2, {}).value().size() == 2);
+  std::vector<tlm::v1::Task> ended =
+      store->ListTasks(10, {tlm::v1::TASK_STATE_SUCCEEDED, tlm::v1::TASK_STATE_CANCELLED}).value();
+  REQUIRE(ended.size() == 2);
+  CHECK(ended[0].message() == "by test");
+  CHECK(ended[0].updated_unix_ms() == 11);
+  CHECK(absl::IsNotFound(store->GetTask(77).status()));
+  CHECK(std::string(store->GetTask(77).status().message()) == "task 77 not found");
+  CHECK(absl::IsNotFound(store->SetTaskState(77, tlm::v1::TASK_STATE_FAILED, "", 1)));
+  CHECK(absl::IsNotFound(store->ListTrials(77).status()));
+}
+
+TEST_CASE("concurrent writers keep counts exact") {
+  TempDir dir;
+  auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
+  const int64_t task = store->CreateTask(Request(16), 1)->id();
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        // Every thread adds the same 50 programs; each is measured by whoever adds it first.
+        AddedProgram added = store->AddProgram(task, Prog(std::to_string(i))).value();
+        absl::Status s = store->RecordMeasurement(Ok(added.program_id, 0.001 * (i + 1 + t)));
+        if (!s.ok() && !absl::IsAlreadyExists(s)) ++unexpected;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(unexpected == 0);
+  CHECK(store->Counts()->programs == 50);
+  CHECK(store->Counts()->measurements == 50);
+  CHECK(store->GetTask(task)->trials_done() == 50);
+}
+
+}  // namespace
+}  // namespace tlm::server
