@@ -166,6 +166,7 @@ bool Dispatcher::Complete(const std::string& worker_id, const tlm::v1::JobResult
     outcome.attempt = entry.attempts;
     outcome.result = result.result();
     outcome.enqueued_at = entry.enqueued_at;
+    outcome.leased_at = entry.lease->started;
     outcome.completed_at = options_.clock();
     outcomes.push_back(std::move(outcome));
     jobs_.erase(it);
@@ -185,6 +186,7 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   Entry& entry = it->second;
+  const absl::Time leased_at = entry.lease.has_value() ? entry.lease->started : absl::InfinitePast();
   entry.lease.reset();
   if (entry.attempts >= options_.max_attempts) {
     spdlog::warn("job {} (task {}) lost {} times; giving up: {}", job_id, entry.job.task_id,
@@ -197,6 +199,7 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
     outcome.result.set_error_message(absl::StrCat("no result after ", entry.attempts,
                                                   " attempts; last attempt: ", reason));
     outcome.enqueued_at = entry.enqueued_at;
+    outcome.leased_at = leased_at;
     outcome.completed_at = options_.clock();
     outcomes.push_back(std::move(outcome));
     jobs_.erase(it);
@@ -242,7 +245,8 @@ void Dispatcher::Assign() {
       queue->second.erase(pick);
       ++entry.attempts;
       const absl::Duration lease = LeaseFor(entry.job.options);
-      entry.lease = Lease{next_lease_id_++, id, options_.clock() + lease};
+      const absl::Time now = options_.clock();
+      entry.lease = Lease{next_lease_id_++, id, now, now + lease};
       --worker.credits;
       worker.leased.insert(entry.job.job_id);
       tlm::v1::MeasureJob message;

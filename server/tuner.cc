@@ -25,6 +25,17 @@ absl::Status CheckRange(absl::string_view field, T value, T max) {
   return absl::OkStatus();
 }
 
+DurationStats Summarize(std::vector<double> ms) {
+  DurationStats stats;
+  if (ms.empty()) return stats;
+  std::sort(ms.begin(), ms.end());
+  stats.jobs = static_cast<int64_t>(ms.size());
+  stats.median_ms = ms[ms.size() / 2];
+  stats.p90_ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  stats.max_ms = ms.back();
+  return stats;
+}
+
 bool Ended(tlm::v1::TaskState state) { return state != tlm::v1::TASK_STATE_RUNNING; }
 
 // Seeds are mixed with the number of programs already stored so a resumed
@@ -293,10 +304,15 @@ void Tuner::OnOutcome(const JobOutcome& outcome) {
                     stored.ToString());
       return;
     }
-    const double worker_s = outcome.result.build_seconds() + outcome.result.run_seconds();
-    overhead_ms_.push_back(
-        std::max(0.0, absl::ToDoubleMilliseconds(options_.clock() - outcome.enqueued_at) -
-                          worker_s * 1e3));
+    const double worker_ms =
+        (outcome.result.build_seconds() + outcome.result.run_seconds()) * 1e3;
+    const absl::Time stored_at = options_.clock();
+    if (!outcome.worker_id.empty()) {
+      dispatch_ms_.push_back(
+          std::max(0.0, absl::ToDoubleMilliseconds(stored_at - outcome.leased_at) - worker_ms));
+    }
+    enqueue_to_stored_ms_.push_back(
+        std::max(0.0, absl::ToDoubleMilliseconds(stored_at - outcome.enqueued_at) - worker_ms));
 
     auto it = active_.find(outcome.job.task_id);
     if (it == active_.end()) return;  // cancelled or ended: the result is kept, nothing moves
@@ -369,15 +385,7 @@ void Tuner::StopAccepting() {
 
 OverheadStats Tuner::Overhead() const {
   absl::MutexLock lock(&mu_);
-  OverheadStats stats;
-  if (overhead_ms_.empty()) return stats;
-  std::vector<double> sorted = overhead_ms_;
-  std::sort(sorted.begin(), sorted.end());
-  stats.jobs = static_cast<int64_t>(sorted.size());
-  stats.median_ms = sorted[sorted.size() / 2];
-  stats.p90_ms = sorted[std::min(sorted.size() - 1, sorted.size() * 9 / 10)];
-  stats.max_ms = sorted.back();
-  return stats;
+  return {Summarize(dispatch_ms_), Summarize(enqueue_to_stored_ms_)};
 }
 
 }  // namespace tlm::server

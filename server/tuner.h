@@ -55,13 +55,22 @@ class TaskWatch {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;  // the last event has been pushed
 };
 
-// Server-side time spent on a job outside the worker: from enqueue to the
-// stored result, minus the worker's build and run time.
-struct OverheadStats {
+// Distribution of a per-job duration, in milliseconds.
+struct DurationStats {
   int64_t jobs = 0;
   double median_ms = 0;
   double p90_ms = 0;
   double max_ms = 0;
+};
+
+// Where a job's time went on the server, over the jobs stored so far.
+struct OverheadStats {
+  // From the lease to the stored result, minus the worker's build and run
+  // time: what the dispatcher, the network and the dataset add per job.
+  DurationStats dispatch;
+  // From enqueue to the stored result, minus the worker's time: includes
+  // waiting in the queue for a free worker.
+  DurationStats enqueue_to_stored;
 };
 
 class Tuner {
@@ -137,7 +146,8 @@ class Tuner {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int64_t, std::unique_ptr<ActiveTask>> active_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
-  std::vector<double> overhead_ms_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> dispatch_ms_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> enqueue_to_stored_ms_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tlm::server

@@ -19,7 +19,8 @@
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu-ref", "measurement backend");
 ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACKEND)");
-ABSL_FLAG(int32_t, max_in_flight, 1, "jobs held at once; they are measured one at a time");
+ABSL_FLAG(int32_t, max_in_flight, 2,
+          "jobs held at once; they are measured one at a time, the next one already at hand");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 
 int main(int argc, char** argv) {

@@ -166,7 +166,8 @@ TEST_CASE("a task keeps its window full, stores every result once and ends with 
   CHECK(events == 12);
   CHECK(last_succeeded);
   CHECK(watch->done());
-  CHECK(core.tuner->Overhead().jobs == 10);
+  CHECK(core.tuner->Overhead().dispatch.jobs == 10);
+  CHECK(core.tuner->Overhead().enqueue_to_stored.jobs == 10);
 }
 
 TEST_CASE("a task whose space is smaller than its trials ends when it is exhausted") {
