@@ -46,9 +46,11 @@ void RunScenario(const Scenario& s, int workers, int trials) {
   if (!cluster.tuning().SubmitTask(&context, request, &task).ok()) std::exit(1);
   const tlm::v1::Task done = cluster.WatchToEnd(task.id());
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const double worker_s = static_cast<double>(QueryInt(
-      cluster.db_path(),
-      "SELECT CAST(SUM(build_seconds + run_seconds) * 1e6 AS INTEGER) FROM measurements")) / 1e6;
+  const double worker_s =
+      static_cast<double>(QueryInt(
+          cluster.db_path(),
+          "SELECT CAST(SUM(build_seconds + run_seconds) * 1e6 AS INTEGER) FROM measurements")) /
+      1e6;
   cluster.StopServer();
 
   const std::string log = ReadFile(cluster.dir() + "/tlmd.log");
@@ -57,11 +59,12 @@ void RunScenario(const Scenario& s, int workers, int trials) {
     return at == std::string::npos ? std::string("(not reported)")
                                    : log.substr(at, log.find('\n', at) - at);
   };
-  std::printf("%-28s workers=%d trials=%d done=%d  wall %.2f s  %.1f trials/s  "
-              "worker busy %.0f%%\n    %s\n    %s\n",
-              s.label, workers, trials, done.trials_done(), seconds, done.trials_done() / seconds,
-              100.0 * worker_s / (seconds * workers), line("dispatch overhead").c_str(),
-              line("queueing and dispatch").c_str());
+  std::printf(
+      "%-28s workers=%d trials=%d done=%d  wall %.2f s  %.1f trials/s  "
+      "worker busy %.0f%%\n    %s\n    %s\n",
+      s.label, workers, trials, done.trials_done(), seconds, done.trials_done() / seconds,
+      100.0 * worker_s / (seconds * workers), line("dispatch overhead").c_str(),
+      line("queueing and dispatch").c_str());
 }
 
 }  // namespace

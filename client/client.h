@@ -2,12 +2,12 @@
 #ifndef TLMD_CLIENT_CLIENT_H_
 #define TLMD_CLIENT_CLIENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,8 +35,8 @@ class Client {
   absl::Status WatchTask(int64_t task_id,
                          const std::function<bool(const tlm::v1::TaskEvent&)>& on_event);
   absl::StatusOr<tlm::v1::BestProgram> GetBest(int64_t task_id);
-  absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(int limit,
-                                                       const std::vector<tlm::v1::TaskState>& states);
+  absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
+      int limit, const std::vector<tlm::v1::TaskState>& states);
   absl::StatusOr<tlm::v1::Task> CancelTask(int64_t task_id);
   absl::StatusOr<tlm::v1::ServerStatus> GetStatus();
   absl::StatusOr<std::vector<tlm::v1::WorkerInfo>> ListWorkers();

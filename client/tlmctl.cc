@@ -70,8 +70,8 @@ int Report(Invocation& inv, const absl::Status& status) {
 }
 
 // Parses a number flag or argument; reports a usage error when it is not one.
-bool ParseNumber(Invocation& inv, const std::string& what, const std::string& text,
-                 int64_t* value, int* exit_code) {
+bool ParseNumber(Invocation& inv, const std::string& what, const std::string& text, int64_t* value,
+                 int* exit_code) {
   if (absl::SimpleAtoi(text, value)) return true;
   *exit_code = UsageError(*inv.terminal, absl::StrCat(what, ": \"", text, "\" is not an integer"),
                           inv.command->name);
@@ -100,7 +100,9 @@ std::string Best(const tlm::v1::Task& task) {
   if (task.best_seconds() <= 0) return "-";
   std::string s = FormatSeconds(task.best_seconds());
   const double flops = WorkloadFlops(task.workload());
-  if (flops > 0) absl::StrAppend(&s, " (", absl::StrFormat("%.1f", flops / task.best_seconds() / 1e9), " GFLOP/s)");
+  if (flops > 0)
+    absl::StrAppend(&s, " (", absl::StrFormat("%.1f", flops / task.best_seconds() / 1e9),
+                    " GFLOP/s)");
   return s;
 }
 
@@ -176,7 +178,8 @@ int RunSubmit(Invocation& inv) {
   if (inv.has("repeat") && !ParseNumber(inv, "--repeat", inv.get("repeat"), &repeat, &code)) {
     return code;
   }
-  request.mutable_measure()->set_repeat(static_cast<int32_t>(std::clamp<int64_t>(repeat, -1, INT32_MAX)));
+  request.mutable_measure()->set_repeat(
+      static_cast<int32_t>(std::clamp<int64_t>(repeat, -1, INT32_MAX)));
   double min_repeat_ms = 0;
   if (inv.has("min-repeat-ms") &&
       !ParseDouble(inv, "--min-repeat-ms", inv.get("min-repeat-ms"), &min_repeat_ms, &code)) {
@@ -220,8 +223,8 @@ int RunBest(Invocation& inv) {
   for (double s : r.repeat_seconds()) repeats.push_back(FormatSeconds(s));
   std::ostream& out = inv.out();
   out << "task      " << task_id << ": " << WorkloadLabel(task->workload()) << " on "
-      << task->target().kind() << " (" << StateName(task->state()) << ", "
-      << task->trials_done() << "/" << task->num_trials() << " trials)\n";
+      << task->target().kind() << " (" << StateName(task->state()) << ", " << task->trials_done()
+      << "/" << task->num_trials() << " trials)\n";
   out << "latency   " << FormatSeconds(r.median_seconds()) << " median of "
       << r.repeat_seconds_size() << " repeats [" << absl::StrJoin(repeats, ", ") << "], "
       << r.number() << " calls each\n";
@@ -263,11 +266,10 @@ int RunList(Invocation& inv) {
   inv.out() << absl::StrFormat("%-6s %-12s %-32s %-6s %-10s %-11s %-6s %s\n", "ID", "NAME",
                                "WORKLOAD", "TARGET", "STATE", "DONE", "FAILED", "BEST");
   for (const tlm::v1::Task& t : *tasks) {
-    inv.out() << absl::StrFormat("%-6d %-12s %-32s %-6s %-10s %-11s %-6d %s\n", t.id(),
-                                 t.name().empty() ? "-" : t.name(), WorkloadLabel(t.workload()),
-                                 t.target().kind(), StateName(t.state()),
-                                 absl::StrCat(t.trials_done(), "/", t.num_trials()),
-                                 t.trials_failed(), Best(t));
+    inv.out() << absl::StrFormat(
+        "%-6d %-12s %-32s %-6s %-10s %-11s %-6d %s\n", t.id(), t.name().empty() ? "-" : t.name(),
+        WorkloadLabel(t.workload()), t.target().kind(), StateName(t.state()),
+        absl::StrCat(t.trials_done(), "/", t.num_trials()), t.trials_failed(), Best(t));
   }
   return kExitOk;
 }
@@ -297,8 +299,9 @@ int RunStatus(Invocation& inv) {
   out << "measurements  " << s->num_measurements() << "\n";
   out << "workers       " << s->num_workers() << "\n";
   for (const tlm::v1::QueueStatus& q : s->queues()) {
-    out << "queue " << absl::StrFormat("%-7s %d queued, %d with workers\n", q.target_kind(),
-                                       q.queued(), q.leased());
+    out << "queue "
+        << absl::StrFormat("%-7s %d queued, %d with workers\n", q.target_kind(), q.queued(),
+                           q.leased());
   }
   return kExitOk;
 }
@@ -320,7 +323,8 @@ int RunWorkers(Invocation& inv) {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {"submit", "OP NAME=INT...",
+      {"submit",
+       "OP NAME=INT...",
        "Submit a tuning task, e.g. 'submit dense M=128 N=768 K=768 --epilogue=bias,relu'. "
        "Prints the new task id alone on a line (or watches it with --watch).",
        {{"epilogue", true, "fused elementwise ops after the operator, e.g. bias,relu"},
@@ -333,19 +337,39 @@ const std::vector<Command>& Commands() {
         {"repeat", true, "timed repeats per program (worker default 3)"},
         {"min-repeat-ms", true, "minimum duration of one repeat (worker default 10)"},
         {"watch", false, "follow the task until it ends"}},
-       1, 64, RunSubmit},
-      {"watch", "TASK_ID",
+       1,
+       64,
+       RunSubmit},
+      {"watch",
+       "TASK_ID",
        "Follow a task until it ends: a progress bar on a terminal, one line per trial "
        "otherwise. Exits 0 if the task succeeded, 1 otherwise.",
-       {}, 1, 1, RunWatch},
-      {"best", "TASK_ID", "Show the fastest program measured for a task.",
-       {{"source", false, "also print the code the worker ran"}}, 1, 1, RunBest},
-      {"list", "", "List tasks, newest first.",
+       {},
+       1,
+       1,
+       RunWatch},
+      {"best",
+       "TASK_ID",
+       "Show the fastest program measured for a task.",
+       {{"source", false, "also print the code the worker ran"}},
+       1,
+       1,
+       RunBest},
+      {"list",
+       "",
+       "List tasks, newest first.",
        {{"limit", true, "at most this many (default 50)"},
         {"state", true, "only tasks in this state: running, succeeded, failed, cancelled"}},
-       0, 0, RunList},
-      {"cancel", "TASK_ID", "Cancel a task; results already being measured are still stored.",
-       {}, 1, 1, RunCancel},
+       0,
+       0,
+       RunList},
+      {"cancel",
+       "TASK_ID",
+       "Cancel a task; results already being measured are still stored.",
+       {},
+       1,
+       1,
+       RunCancel},
       {"status", "", "Show the server, its dataset and its queues.", {}, 0, 0, RunStatus},
       {"workers", "", "List the connected workers.", {}, 0, 0, RunWorkers},
   };
@@ -442,7 +466,8 @@ double WorkloadFlops(const tlm::v1::Workload& workload) {
 std::string WorkloadLabel(const tlm::v1::Workload& workload) {
   std::string label = workload.op();
   std::vector<std::string> values;
-  for (const tlm::v1::WorkloadParam& p : workload.params()) values.push_back(absl::StrCat(p.value()));
+  for (const tlm::v1::WorkloadParam& p : workload.params())
+    values.push_back(absl::StrCat(p.value()));
   if (!values.empty()) absl::StrAppend(&label, " ", absl::StrJoin(values, "x"));
   for (const std::string& e : workload.epilogue()) absl::StrAppend(&label, "+", e);
   return label;
@@ -453,8 +478,8 @@ std::string ProgressLine(const tlm::v1::Task& task) {
   const int total = std::max(1, task.num_trials());
   const int filled = std::min(kWidth, task.trials_done() * kWidth / total);
   return absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '-'), "] ",
-                      task.trials_done(), "/", task.num_trials(), "  failed ",
-                      task.trials_failed(), "  best ", Best(task));
+                      task.trials_done(), "/", task.num_trials(), "  failed ", task.trials_failed(),
+                      "  best ", Best(task));
 }
 
 int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal,
@@ -541,9 +566,9 @@ int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal,
     return UsageError(terminal, absl::StrCat(name, ": missing ", command.args), name);
   }
   if (inv.args.size() > command.max_args) {
-    return UsageError(terminal, absl::StrCat(name, ": unexpected argument \"",
-                                             inv.args[command.max_args], "\""),
-                      name);
+    return UsageError(
+        terminal, absl::StrCat(name, ": unexpected argument \"", inv.args[command.max_args], "\""),
+        name);
   }
   return command.run(inv);
 }

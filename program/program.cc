@@ -18,12 +18,12 @@ namespace {
 absl::Status CheckAxis(const char* axis, const char* extent_name, int64_t extent,
                        const AxisTiling& t) {
   if (t.middle < 1 || t.inner < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("tile ", axis, ": factors must be at least 1, got ",
-                                                   t.middle, "x", t.inner));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tile ", axis, ": factors must be at least 1, got ", t.middle, "x", t.inner));
   }
   if (t.middle > extent || t.inner > extent || extent % (t.middle * t.inner) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("tile ", axis, ": middle*inner = ", t.middle, "*",
-                                                   t.inner, " does not divide ", extent_name,
+    return absl::InvalidArgumentError(absl::StrCat("tile ", axis, ": middle*inner = ", t.middle,
+                                                   "*", t.inner, " does not divide ", extent_name,
                                                    " = ", extent));
   }
   return absl::OkStatus();
@@ -98,7 +98,8 @@ absl::StatusOr<DenseProgram> Parse(absl::string_view text) {
   }
 
   // Each field is key=value at a fixed position, so the form stays canonical.
-  auto value_of = [&](absl::string_view field, absl::string_view key) -> absl::StatusOr<absl::string_view> {
+  auto value_of = [&](absl::string_view field,
+                      absl::string_view key) -> absl::StatusOr<absl::string_view> {
     const std::string prefix = absl::StrCat(key, "=");
     if (!absl::StartsWith(field, prefix)) {
       return ParseError(text, absl::StrCat("expected ", key, "=..., got \"", field, "\""));

@@ -20,7 +20,9 @@ std::vector<AxisTiling> TilingsOf(int64_t extent) {
 }
 
 ScheduleSpace::ScheduleSpace(const DenseWorkload& workload)
-    : workload_(workload), i_(TilingsOf(workload.m)), j_(TilingsOf(workload.n)),
+    : workload_(workload),
+      i_(TilingsOf(workload.m)),
+      j_(TilingsOf(workload.n)),
       k_(TilingsOf(workload.k)) {}
 
 uint64_t ScheduleSpace::size() const {

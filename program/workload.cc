@@ -54,9 +54,9 @@ absl::Status ValidateWorkload(const DenseWorkload& w) {
       {"A (M*K)", w.m * w.k}, {"B (K*N)", w.k * w.n}, {"C (M*N)", w.m * w.n}};
   for (const auto& [name, elements] : tensors) {
     if (elements > kMaxTensorElements) {
-      return Invalid("workload.params", absl::StrCat("tensor ", name, " has ", elements,
-                                                     " elements, more than the limit of ",
-                                                     kMaxTensorElements));
+      return Invalid("workload.params",
+                     absl::StrCat("tensor ", name, " has ", elements,
+                                  " elements, more than the limit of ", kMaxTensorElements));
     }
   }
   int bias_count = 0;
@@ -78,8 +78,8 @@ absl::StatusOr<DenseWorkload> WorkloadFromProto(const tlm::v1::Workload& proto) 
   std::map<std::string, int64_t> params;
   for (const tlm::v1::WorkloadParam& p : proto.params()) {
     if (p.name() != "M" && p.name() != "N" && p.name() != "K") {
-      return Invalid("workload.params",
-                     absl::StrCat("unknown parameter \"", p.name(), "\" for dense (expected M, N, K)"));
+      return Invalid("workload.params", absl::StrCat("unknown parameter \"", p.name(),
+                                                     "\" for dense (expected M, N, K)"));
     }
     if (!params.emplace(p.name(), p.value()).second) {
       return Invalid("workload.params", absl::StrCat("parameter ", p.name(), " given twice"));
@@ -107,7 +107,8 @@ tlm::v1::Workload WorkloadToProto(const DenseWorkload& w) {
   tlm::v1::Workload proto;
   proto.set_op("dense");
   proto.set_dtype(tlm::v1::DTYPE_FLOAT32);
-  for (const auto& [name, value] : {std::pair<const char*, int64_t>{"M", w.m}, {"N", w.n}, {"K", w.k}}) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"M", w.m}, {"N", w.n}, {"K", w.k}}) {
     tlm::v1::WorkloadParam* p = proto.add_params();
     p->set_name(name);
     p->set_value(value);

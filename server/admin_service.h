@@ -16,7 +16,9 @@ class AdminService final : public tlm::v1::Admin::Service {
   // `store` and `dispatcher` must outlive the service.
   AdminService(SqliteStore* store, Dispatcher* dispatcher, std::string version,
                int64_t started_unix_ms)
-      : store_(store), dispatcher_(dispatcher), version_(std::move(version)),
+      : store_(store),
+        dispatcher_(dispatcher),
+        version_(std::move(version)),
         started_unix_ms_(started_unix_ms) {}
 
   grpc::Status GetStatus(grpc::ServerContext* context, const tlm::v1::GetStatusRequest* request,

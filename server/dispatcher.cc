@@ -186,7 +186,8 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   Entry& entry = it->second;
-  const absl::Time leased_at = entry.lease.has_value() ? entry.lease->started : absl::InfinitePast();
+  const absl::Time leased_at =
+      entry.lease.has_value() ? entry.lease->started : absl::InfinitePast();
   entry.lease.reset();
   if (entry.attempts >= options_.max_attempts) {
     spdlog::warn("job {} (task {}) lost {} times; giving up: {}", job_id, entry.job.task_id,
@@ -196,8 +197,8 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
     outcome.attempt = entry.attempts;
     outcome.result.set_error_kind(tlm::v1::ERROR_KIND_UNKNOWN);
     outcome.result.set_error_stage("dispatch");
-    outcome.result.set_error_message(absl::StrCat("no result after ", entry.attempts,
-                                                  " attempts; last attempt: ", reason));
+    outcome.result.set_error_message(
+        absl::StrCat("no result after ", entry.attempts, " attempts; last attempt: ", reason));
     outcome.enqueued_at = entry.enqueued_at;
     outcome.leased_at = leased_at;
     outcome.completed_at = options_.clock();
@@ -312,7 +313,8 @@ void Dispatcher::Stop() {
 std::vector<tlm::v1::QueueStatus> Dispatcher::Queues() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, tlm::v1::QueueStatus> by_kind;
-  for (const auto& [kind, queue] : queues_) by_kind[kind].set_queued(static_cast<int32_t>(queue.size()));
+  for (const auto& [kind, queue] : queues_)
+    by_kind[kind].set_queued(static_cast<int32_t>(queue.size()));
   for (const auto& [id, entry] : jobs_) {
     if (entry.lease.has_value()) {
       tlm::v1::QueueStatus& q = by_kind[entry.job.target.kind()];

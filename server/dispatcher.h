@@ -52,8 +52,8 @@ struct JobOutcome {
   std::string worker_id;  // empty when the dispatcher gave up on the job
   int32_t attempt = 0;    // 1-based attempt that produced the outcome
   tlm::v1::MeasureResult result;
-  absl::Time enqueued_at;   // first Enqueue
-  absl::Time leased_at;     // start of the lease that produced the outcome
+  absl::Time enqueued_at;  // first Enqueue
+  absl::Time leased_at;    // start of the lease that produced the outcome
   absl::Time completed_at;
 };
 

@@ -3,6 +3,7 @@
 // Serves tlm.v1.Tuning, Fleet and Admin on one address (loopback by default),
 // keeps its dataset in SQLite, and on SIGTERM/SIGINT stops taking work,
 // stores the results still in flight and exits 0.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -10,8 +11,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -139,7 +138,8 @@ int Run() {
   spdlog::info("received {}; shutting down", strsignal(signal_number));
 
   tuner->StopAccepting();
-  const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  const absl::Time drain_deadline =
+      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
   while (Leased(dispatcher) > 0 && absl::Now() < drain_deadline) {
     absl::SleepFor(absl::Milliseconds(50));
   }

@@ -53,9 +53,8 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
                                                      const program::DenseWorkload& workload,
                                                      uint64_t seed) {
   if (name.empty() || name == "random") return std::make_unique<RandomSampler>(workload, seed);
-  return absl::InvalidArgumentError(absl::StrCat("sampler: unknown sampler \"", name,
-                                                 "\" (known: ", absl::StrJoin(SamplerNames(), ", "),
-                                                 ")"));
+  return absl::InvalidArgumentError(absl::StrCat("sampler: unknown sampler \"", name, "\" (known: ",
+                                                 absl::StrJoin(SamplerNames(), ", "), ")"));
 }
 
 }  // namespace tlm::server

@@ -194,8 +194,9 @@ std::string WorkloadKey(const tlm::v1::Workload& w) {
   std::vector<std::string> parts;
   for (const auto& [name, value] : params) parts.push_back(absl::StrCat(name, "=", value));
   const int dtype = w.dtype() == tlm::v1::DTYPE_UNSPECIFIED ? tlm::v1::DTYPE_FLOAT32 : w.dtype();
-  return absl::StrCat(w.op(), " ", absl::StrJoin(parts, " "), " epilogue=",
-                      absl::StrJoin(w.epilogue(), ","), " dtype=", tlm::v1::DType_Name(dtype));
+  return absl::StrCat(w.op(), " ", absl::StrJoin(parts, " "),
+                      " epilogue=", absl::StrJoin(w.epilogue(), ","),
+                      " dtype=", tlm::v1::DType_Name(dtype));
 }
 
 absl::Status NotFound(const char* what, int64_t id) {
@@ -273,8 +274,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
         absl::StrCat("cannot create directory ", parent.string(), ": ", ec.message()));
   }
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                                        SQLITE_OPEN_FULLMUTEX, nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status s = absl::FailedPreconditionError(
         absl::StrCat("cannot open dataset ", path, ": ", sqlite3_errstr(rc)));
@@ -283,8 +285,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, db));
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
-                             "PRAGMA foreign_keys = ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
     if (absl::Status s = Exec(db, pragma); !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot use dataset ", path, ": ", s.message()));
@@ -311,16 +313,16 @@ absl::Status SqliteStore::Migrate() {
     if (q.Step()) version = static_cast<int>(q.Int(0));
   }
   if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset ", path_, " has schema version ", version, " but this tlmd knows up to ",
-        kSchemaVersion, "; run a newer tlmd"));
+    return absl::FailedPreconditionError(absl::StrCat("dataset ", path_, " has schema version ",
+                                                      version, " but this tlmd knows up to ",
+                                                      kSchemaVersion, "; run a newer tlmd"));
   }
   for (int v = version + 1; v <= kSchemaVersion; ++v) {
     Transaction tx(db_);
     if (!tx.status().ok()) return tx.status();
     if (absl::Status s = Exec(db_, kMigrations[v - 1]); !s.ok()) {
-      return absl::InternalError(absl::StrCat("migrating ", path_, " to schema version ", v,
-                                              " failed: ", s.message()));
+      return absl::InternalError(
+          absl::StrCat("migrating ", path_, " to schema version ", v, " failed: ", s.message()));
     }
     Statement bump(db_, "INSERT INTO schema_version (version) VALUES (?)");
     if (absl::Status s = bump.Bind(int64_t{v}).Run(); !s.ok()) return s;
@@ -339,20 +341,21 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
     int64_t workload_id = 0;
     int64_t target_id = 0;
     {  // RETURNING statements must be finalized before the commit.
-    Statement workload(db_,
-                       "INSERT INTO workloads (key, op, spec) VALUES (?, ?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id");
-    workload.Bind(WorkloadKey(request.workload()))
-        .Bind(request.workload().op())
-        .BindBlob(request.workload().SerializeAsString());
-    if (!workload.Step()) return workload.Done();
-    workload_id = workload.Int(0);
-    Statement target(db_,
-                     "INSERT INTO targets (kind, device) VALUES (?, ?) "
-                     "ON CONFLICT (kind, device) DO UPDATE SET kind = excluded.kind RETURNING id");
-    target.Bind(request.target().kind()).Bind(request.target().device());
-    if (!target.Step()) return target.Done();
-    target_id = target.Int(0);
+      Statement workload(db_,
+                         "INSERT INTO workloads (key, op, spec) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id");
+      workload.Bind(WorkloadKey(request.workload()))
+          .Bind(request.workload().op())
+          .BindBlob(request.workload().SerializeAsString());
+      if (!workload.Step()) return workload.Done();
+      workload_id = workload.Int(0);
+      Statement target(
+          db_,
+          "INSERT INTO targets (kind, device) VALUES (?, ?) "
+          "ON CONFLICT (kind, device) DO UPDATE SET kind = excluded.kind RETURNING id");
+      target.Bind(request.target().kind()).Bind(request.target().device());
+      if (!target.Step()) return target.Done();
+      target_id = target.Int(0);
     }
     Statement task(db_,
                    "INSERT INTO tasks (name, workload_id, target_id, num_trials, sampler, seed, "
@@ -379,7 +382,8 @@ absl::Status SqliteStore::SetTaskState(int64_t task_id, tlm::v1::TaskState state
                                        const std::string& message, int64_t now_unix_ms) {
   absl::MutexLock lock(&mu_);
   Statement update(db_, "UPDATE tasks SET state = ?, message = ?, updated_ms = ? WHERE id = ?");
-  if (absl::Status s = update.Bind(int64_t{state}).Bind(message).Bind(now_unix_ms).Bind(task_id).Run();
+  if (absl::Status s =
+          update.Bind(int64_t{state}).Bind(message).Bind(now_unix_ms).Bind(task_id).Run();
       !s.ok()) {
     return s;
   }
@@ -435,8 +439,10 @@ absl::StatusOr<AddedProgram> SqliteStore::AddProgram(int64_t task_id,
                    "INSERT INTO programs (task_id, hash, text, created_ms) "
                    "VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (task_id, hash) DO NOTHING RETURNING id");
-  insert.Bind(task_id).Bind(program.hash()).Bind(program.text()).Bind(
-      absl::ToUnixMillis(absl::Now()));
+  insert.Bind(task_id)
+      .Bind(program.hash())
+      .Bind(program.text())
+      .Bind(absl::ToUnixMillis(absl::Now()));
   if (insert.Step()) return AddedProgram{insert.Int(0), true};
   if (absl::Status s = insert.Done(); !s.ok()) return s;
   Statement existing(db_, "SELECT id FROM programs WHERE task_id = ? AND hash = ?");
@@ -484,11 +490,12 @@ absl::Status SqliteStore::RecordMeasurement(const MeasurementRecord& record) {
     return s;
   }
   const int64_t measurement_id = sqlite3_last_insert_rowid(db_);
-  Statement repeat(db_,
-                   "INSERT INTO measurement_repeats (measurement_id, idx, seconds) VALUES (?, ?, ?)");
+  Statement repeat(
+      db_, "INSERT INTO measurement_repeats (measurement_id, idx, seconds) VALUES (?, ?, ?)");
   for (int i = 0; i < r.repeat_seconds_size(); ++i) {
     repeat.Reset();
-    if (absl::Status s = repeat.Bind(measurement_id).Bind(int64_t{i}).Bind(r.repeat_seconds(i)).Run();
+    if (absl::Status s =
+            repeat.Bind(measurement_id).Bind(int64_t{i}).Bind(r.repeat_seconds(i)).Run();
         !s.ok()) {
       return s;
     }
@@ -506,8 +513,8 @@ absl::StatusOr<std::vector<tlm::v1::Trial>> SqliteStore::QueryTrials(const std::
   if (absl::Status s = q.Done(); !s.ok()) return s;
   std::vector<tlm::v1::Trial> trials;
   for (auto& [measurement_id, trial] : rows) {
-    Statement repeats(db_,
-                      "SELECT seconds FROM measurement_repeats WHERE measurement_id = ? ORDER BY idx");
+    Statement repeats(
+        db_, "SELECT seconds FROM measurement_repeats WHERE measurement_id = ? ORDER BY idx");
     repeats.Bind(measurement_id);
     while (repeats.Step()) trial.mutable_result()->add_repeat_seconds(repeats.Double(0));
     if (absl::Status s = repeats.Done(); !s.ok()) return s;

@@ -52,8 +52,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<tlm::v1::Task>> QueryTasks(const std::string& where,
                                                         const std::vector<int64_t>& args)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<tlm::v1::Trial>> QueryTrials(const std::string& tail,
-                                                          int64_t task_id)
+  absl::StatusOr<std::vector<tlm::v1::Trial>> QueryTrials(const std::string& tail, int64_t task_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckTaskExists(int64_t task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

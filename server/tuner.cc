@@ -133,7 +133,8 @@ absl::Status Tuner::Resume() {
       if (!workload.ok()) return workload.status();
       absl::StatusOr<std::vector<std::string>> hashes = store_->ProgramHashes(t.id());
       if (!hashes.ok()) return hashes.status();
-      absl::StatusOr<std::vector<StoredProgram>> unmeasured = store_->ListUnmeasuredPrograms(t.id());
+      absl::StatusOr<std::vector<StoredProgram>> unmeasured =
+          store_->ListUnmeasuredPrograms(t.id());
       if (!unmeasured.ok()) return unmeasured.status();
       absl::StatusOr<std::unique_ptr<Sampler>> sampler =
           MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()));
@@ -198,8 +199,8 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
     }
     jobs = std::move(*first);
     spdlog::info("task {} submitted: {} on {}, {} trials, sampler {}", task->id,
-                 program::WorkloadSummary(*workload), request.target().kind(),
-                 request.num_trials(), request.sampler());
+                 program::WorkloadSummary(*workload), request.target().kind(), request.num_trials(),
+                 request.sampler());
     ActiveTask& ref = *task;
     active_[task->id] = std::move(task);
     MaybeFinish(ref);
@@ -304,8 +305,7 @@ void Tuner::OnOutcome(const JobOutcome& outcome) {
                     stored.ToString());
       return;
     }
-    const double worker_ms =
-        (outcome.result.build_seconds() + outcome.result.run_seconds()) * 1e3;
+    const double worker_ms = (outcome.result.build_seconds() + outcome.result.run_seconds()) * 1e3;
     const absl::Time stored_at = options_.clock();
     if (!outcome.worker_id.empty()) {
       dispatch_ms_.push_back(

@@ -7,7 +7,6 @@
 // Bazel, the report is also copied to stderr so test.log shows the failure.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <fstream>
 #include <iostream>

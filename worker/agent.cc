@@ -83,8 +83,7 @@ absl::Status Agent::Run() {
       failures = 0;
     }
     if (shutdown_.HasBeenNotified()) break;
-    const absl::Duration wait =
-        backoff * std::uniform_real_distribution<double>(0.8, 1.2)(rng);
+    const absl::Duration wait = backoff * std::uniform_real_distribution<double>(0.8, 1.2)(rng);
     if (failures++ == 0) {
       spdlog::warn("no connection to tlmd at {}; retrying with backoff (next in {})",
                    options_.server_address, absl::FormatDuration(wait));
@@ -107,8 +106,8 @@ bool Agent::Serve(tlm::v1::Fleet::Stub& stub) {
     if (shutdown_.HasBeenNotified()) return false;
     active_context_ = &context;
   }
-  std::unique_ptr<grpc::ClientReaderWriter<tlm::v1::WorkerMessage, tlm::v1::ServerMessage>>
-      stream = stub.Connect(&context);
+  std::unique_ptr<grpc::ClientReaderWriter<tlm::v1::WorkerMessage, tlm::v1::ServerMessage>> stream =
+      stub.Connect(&context);
   absl::Mutex write_mu;
   auto write = [&](const tlm::v1::WorkerMessage& message) {
     absl::MutexLock lock(&write_mu);
@@ -147,8 +146,7 @@ bool Agent::Serve(tlm::v1::Fleet::Stub& stub) {
         ++jobs_done_;
       }
     });
-    const absl::Duration interval =
-        absl::Milliseconds(std::max(10, reg.heartbeat_interval_ms()));
+    const absl::Duration interval = absl::Milliseconds(std::max(10, reg.heartbeat_interval_ms()));
     std::thread heartbeat([&] {
       while (!stream_done.WaitForNotificationWithTimeout(interval)) {
         tlm::v1::WorkerMessage beat;

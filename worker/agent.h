@@ -10,12 +10,12 @@
 #ifndef TLMD_WORKER_AGENT_H_
 #define TLMD_WORKER_AGENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"

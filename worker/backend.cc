@@ -12,8 +12,8 @@ void BackendRegistry::Register(const std::string& name, Factory factory) {
 absl::StatusOr<std::unique_ptr<Backend>> BackendRegistry::Make(const std::string& name) const {
   auto it = factories_.find(name);
   if (it == factories_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend \"", name, "\" (known: ",
-                                                   absl::StrJoin(names(), ", "), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown backend \"", name, "\" (known: ", absl::StrJoin(names(), ", "), ")"));
   }
   return it->second();
 }

@@ -92,8 +92,7 @@ DenseData MakeDenseData(const program::DenseWorkload& w) {
   return d;
 }
 
-void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias,
-              float* c) {
+void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias, float* c) {
   const program::DenseWorkload& w = p.workload;
   const program::DenseSchedule& s = p.schedule;
   const int64_t extent[3] = {w.m, w.n, w.k};
@@ -252,7 +251,8 @@ tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
     }
   }
 
-  absl::StatusOr<Timing> timing = TimeCalls(call, options, [this] { flusher_.Flush(); }, deadline);
+  absl::StatusOr<Timing> timing = TimeCalls(
+      call, options, [this] { flusher_.Flush(); }, deadline);
   result.set_build_seconds(build_seconds);
   result.set_run_seconds(Seconds(run_start));
   if (!timing.ok()) {

@@ -19,11 +19,11 @@ namespace tlm::worker {
 // Inputs of a dense workload and its reference output.
 struct DenseData {
   program::DenseWorkload workload;
-  std::vector<float> a;          // M x K, row-major, uniform in [-1, 1]
-  std::vector<float> b;          // K x N
-  std::vector<float> bias;       // N (empty without a bias epilogue)
-  std::vector<double> expected;  // M x N, computed in double precision
-  std::vector<double> tolerance; // M x N, allowed absolute error per element
+  std::vector<float> a;           // M x K, row-major, uniform in [-1, 1]
+  std::vector<float> b;           // K x N
+  std::vector<float> bias;        // N (empty without a bias epilogue)
+  std::vector<double> expected;   // M x N, computed in double precision
+  std::vector<double> tolerance;  // M x N, allowed absolute error per element
 };
 
 // Random inputs (fixed seed) and the reference output with its tolerance:

@@ -92,8 +92,8 @@ absl::StatusOr<Timing> TimeCalls(const std::function<void()>& call,
     if (elapsed >= min_repeat_s || number >= kMaxNumber) break;
     // Aim 20% past the minimum; at least double when the estimate is noisy.
     const double scale = elapsed > 0 ? 1.2 * min_repeat_s / elapsed : 10.0;
-    number = std::min<int64_t>(kMaxNumber,
-                               std::max<int64_t>(2 * number, std::ceil(number * scale)));
+    number =
+        std::min<int64_t>(kMaxNumber, std::max<int64_t>(2 * number, std::ceil(number * scale)));
   }
 
   Timing timing;

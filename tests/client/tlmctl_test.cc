@@ -1,10 +1,9 @@
 // tlmctl's command line, formatting and error paths (no server needed); the
 // commands against a real tlmd are covered by tests/integration.
-#include <sstream>
+#include "client/tlmctl.h"
 
 #include <catch2/catch.hpp>
-
-#include "client/tlmctl.h"
+#include <sstream>
 
 namespace tlm::client {
 namespace {

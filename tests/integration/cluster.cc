@@ -19,8 +19,8 @@ bool Cluster::StartServer(const std::vector<std::string>& extra_flags) {
   const std::string port_file = dir_ + "/port";
   std::remove(port_file.c_str());
   std::vector<std::string> argv = {RunfilePath("server/tlmd"), "--listen=127.0.0.1:0",
-                                   "--db=" + db_path_, "--port_file=" + port_file,
-                                   "--heartbeat_ms=500", "--log_level=debug"};
+                                   "--db=" + db_path_,         "--port_file=" + port_file,
+                                   "--heartbeat_ms=500",       "--log_level=debug"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   server_ = std::make_unique<ChildProcess>(argv, dir_ + "/tlmd.log");
   const int port = WaitForPortFile(port_file, absl::Seconds(30));

@@ -2,12 +2,12 @@
 #ifndef TLMD_TESTS_INTEGRATION_CLUSTER_H_
 #define TLMD_TESTS_INTEGRATION_CLUSTER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "tests/integration/process.h"
 #include "tlm/v1/admin.grpc.pb.h"

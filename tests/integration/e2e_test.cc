@@ -1,14 +1,13 @@
 // tlmd + tlm-workers + tlmctl as real processes on 127.0.0.1.
+#include <grpcpp/generic/generic_stub.h>
 #include <signal.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
-
-#include <catch2/catch.hpp>
-#include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -40,8 +39,8 @@ tlm::v1::Task Submit(Cluster& cluster, const tlm::v1::SubmitTaskRequest& request
 }
 
 std::string ForTask(int64_t task_id) {
-  return absl::StrCat(" FROM measurements m JOIN programs p ON p.id = m.program_id WHERE p.task_id = ",
-                      task_id);
+  return absl::StrCat(
+      " FROM measurements m JOIN programs p ON p.id = m.program_id WHERE p.task_id = ", task_id);
 }
 
 // Results a task has stored, counted straight from the database file.
@@ -81,7 +80,8 @@ TEST_CASE("two workers measure 32 trials; best is the minimum; tlmctl prints it"
   CHECK(QueryInt(cluster.db_path(),
                  "SELECT COUNT(*) FROM measurement_repeats r JOIN measurements m ON "
                  "m.id = r.measurement_id JOIN programs p ON p.id = m.program_id WHERE "
-                 "p.task_id = " + std::to_string(submitted.id())) >= 32 * 3);
+                 "p.task_id = " +
+                     std::to_string(submitted.id())) >= 32 * 3);
 
   grpc::ClientContext context;
   tlm::v1::GetBestRequest best_request;
@@ -93,10 +93,12 @@ TEST_CASE("two workers measure 32 trials; best is the minimum; tlmctl prints it"
       cluster.db_path(), "SELECT CAST(ROUND(MIN(m.median_seconds) * 1e9) AS INTEGER)" + from);
   CHECK(static_cast<int64_t>(std::llround(best.trial().result().median_seconds() * 1e9)) == min_ns);
   CHECK(best.trial().result().median_seconds() == Approx(done.best_seconds()));
-  CHECK(best.trial().program().text().rfind("dense M=64 N=48 K=32 epilogue=bias,relu | tile", 0) == 0);
+  CHECK(best.trial().program().text().rfind("dense M=64 N=48 K=32 epilogue=bias,relu | tile", 0) ==
+        0);
 
-  const CommandResult ctl = RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(),
-                                        "best", std::to_string(submitted.id())});
+  const CommandResult ctl =
+      RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "best",
+                  std::to_string(submitted.id())});
   INFO(ctl.out << ctl.err);
   CHECK(ctl.exit_code == 0);
   CHECK(ctl.out.find(best.trial().program().text()) != std::string::npos);
@@ -121,7 +123,8 @@ TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
     grpc::ClientContext context;
     tlm::v1::ListWorkersResponse workers;
     REQUIRE(cluster.admin().ListWorkers(&context, {}, &workers).ok());
-    for (const tlm::v1::WorkerInfo& w : workers.workers()) holding |= w.name() == "w1" && w.in_flight() > 0;
+    for (const tlm::v1::WorkerInfo& w : workers.workers())
+      holding |= w.name() == "w1" && w.in_flight() > 0;
   }
   REQUIRE(holding);
   cluster.worker(victim).Signal(SIGKILL);
@@ -211,7 +214,8 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
   }
 
   // Bytes that are not a SubmitTaskRequest at all.
-  grpc::GenericStub generic(grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials()));
+  grpc::GenericStub generic(
+      grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials()));
   const char garbage[] = "\xff\xff\xff\xff\x0f\x12\x34 not a protobuf";
   grpc::Slice slice(garbage, sizeof(garbage) - 1);
   grpc::ByteBuffer request_bytes(&slice, 1);
@@ -254,7 +258,8 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
 
 TEST_CASE("tlmd refuses bad flags and a non-loopback address without --allow_remote") {
   const std::string dir = MakeTempDir("flags");
-  CommandResult r = RunCommand({RunfilePath("server/tlmd"), "--listen=0.0.0.0:0", "--db=" + dir + "/x.db"});
+  CommandResult r =
+      RunCommand({RunfilePath("server/tlmd"), "--listen=0.0.0.0:0", "--db=" + dir + "/x.db"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("not a loopback address"));
   r = RunCommand({RunfilePath("server/tlmd"), "--max_attempts=0", "--db=" + dir + "/x.db"});

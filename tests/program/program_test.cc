@@ -1,10 +1,10 @@
+#include "program/program.h"
+
+#include <catch2/catch.hpp>
 #include <random>
 #include <set>
 #include <string>
 
-#include <catch2/catch.hpp>
-
-#include "program/program.h"
 #include "program/sampler.h"
 #include "program/workload.h"
 

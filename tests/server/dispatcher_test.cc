@@ -1,11 +1,10 @@
 // Dispatcher logic with a fake clock; workers are played through sessions.
+#include "server/dispatcher.h"
+
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <map>
 #include <thread>
-
-#include <catch2/catch.hpp>
-
-#include "server/dispatcher.h"
 
 namespace tlm::server {
 namespace {
@@ -77,7 +76,9 @@ struct Harness {
   std::unique_ptr<Dispatcher> dispatcher;
 };
 
-std::optional<tlm::v1::MeasureJob> Take(WorkerSession& s) { return s.NextJob(absl::ZeroDuration()); }
+std::optional<tlm::v1::MeasureJob> Take(WorkerSession& s) {
+  return s.NextJob(absl::ZeroDuration());
+}
 
 TEST_CASE("jobs go only to workers of their kind and device, one per credit, in order") {
   Harness h;
@@ -94,7 +95,7 @@ TEST_CASE("jobs go only to workers of their kind and device, one per credit, in 
   CHECK(first->job_id() == 1);
   CHECK(second->job_id() == 2);
   CHECK(first->attempt() == 1);
-  CHECK(first->lease_ms() == 20000);  // 5 s build + 5 s run + 10 s margin
+  CHECK(first->lease_ms() == 20000);    // 5 s build + 5 s run + 10 s margin
   CHECK_FALSE(Take(*cpu).has_value());  // out of credits
 
   auto g = Take(*gpu);

@@ -1,17 +1,17 @@
 // The tuning core on a real SQLite file and a real dispatcher, with a worker
 // played by the test through a WorkerSession (no gRPC).
+#include "server/tuner.h"
+
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
 
-#include <catch2/catch.hpp>
-
 #include "program/program.h"
 #include "server/dispatcher.h"
 #include "server/sampler.h"
 #include "server/sqlite_store.h"
-#include "server/tuner.h"
 
 namespace tlm::server {
 namespace {
@@ -87,7 +87,8 @@ struct Core {
 };
 
 double ByHash(const std::string& text) {
-  return 1e-3 + static_cast<double>(std::stoull(program::HashText(text).substr(0, 6), nullptr, 16)) * 1e-9;
+  return 1e-3 +
+         static_cast<double>(std::stoull(program::HashText(text).substr(0, 6), nullptr, 16)) * 1e-9;
 }
 
 TEST_CASE("random sampler proposes distinct unseen programs and exhausts small spaces") {

@@ -1,17 +1,18 @@
 // The agent against a scripted Fleet server on 127.0.0.1 (the server is the
 // fake here: the agent is the layer under test) and a fake backend.
+#include "worker/agent.h"
+
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <deque>
 #include <thread>
-
-#include <catch2/catch.hpp>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "tlm/v1/fleet.grpc.pb.h"
-#include "worker/agent.h"
 
 namespace tlm::worker {
 namespace {
@@ -45,9 +46,9 @@ class ScriptedFleet final : public tlm::v1::Fleet::Service {
     for (int i = 1; i <= jobs; ++i) pending_.push_back(i);
   }
 
-  grpc::Status Connect(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<tlm::v1::ServerMessage, tlm::v1::WorkerMessage>*
-                           stream) override {
+  grpc::Status Connect(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<tlm::v1::ServerMessage, tlm::v1::WorkerMessage>* stream) override {
     tlm::v1::WorkerMessage message;
     if (!stream->Read(&message) || !message.has_register_()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "register first");

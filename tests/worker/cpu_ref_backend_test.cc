@@ -1,11 +1,11 @@
+#include "worker/cpu_ref_backend.h"
+
+#include <catch2/catch.hpp>
 #include <random>
 #include <set>
 
-#include <catch2/catch.hpp>
-
 #include "program/program.h"
 #include "program/sampler.h"
-#include "worker/cpu_ref_backend.h"
 
 namespace tlm::worker {
 namespace {
@@ -39,11 +39,14 @@ TEST_CASE("every schedule of a small workload computes the reference result") {
 }
 
 TEST_CASE("random schedules match the reference for every epilogue") {
-  const std::vector<std::vector<Epilogue>> epilogues = {
-      {}, {Epilogue::kBias}, {Epilogue::kRelu}, {Epilogue::kBias, Epilogue::kRelu},
-      {Epilogue::kRelu, Epilogue::kBias}};
+  const std::vector<std::vector<Epilogue>> epilogues = {{},
+                                                        {Epilogue::kBias},
+                                                        {Epilogue::kRelu},
+                                                        {Epilogue::kBias, Epilogue::kRelu},
+                                                        {Epilogue::kRelu, Epilogue::kBias}};
   std::mt19937_64 rng(11);
-  for (const auto& shape : std::vector<std::array<int64_t, 3>>{{16, 24, 8}, {7, 5, 3}, {32, 64, 48}}) {
+  for (const auto& shape :
+       std::vector<std::array<int64_t, 3>>{{16, 24, 8}, {7, 5, 3}, {32, 64, 48}}) {
     for (const auto& epilogue : epilogues) {
       const DenseWorkload w{shape[0], shape[1], shape[2], epilogue};
       const DenseData d = MakeDenseData(w);

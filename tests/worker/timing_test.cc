@@ -1,9 +1,9 @@
-#include <chrono>
+#include "worker/timing.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 
 #include "absl/time/clock.h"
-#include "worker/timing.h"
 
 namespace tlm::worker {
 namespace {
@@ -59,7 +59,8 @@ TEST_CASE("cache flushing can be skipped") {
   o.set_min_repeat_ms(0.01);
   o.set_skip_cache_flush(true);
   int flushes = 0;
-  absl::StatusOr<Timing> t = TimeCalls([] {}, o, [&] { ++flushes; }, absl::Now() + absl::Seconds(60));
+  absl::StatusOr<Timing> t =
+      TimeCalls([] {}, o, [&] { ++flushes; }, absl::Now() + absl::Seconds(60));
   REQUIRE(t.ok());
   CHECK(flushes == 0);
   CHECK(t->repeat_seconds.size() == 2);
@@ -68,9 +69,8 @@ TEST_CASE("cache flushing can be skipped") {
 TEST_CASE("a passed deadline gives DEADLINE_EXCEEDED") {
   tlm::v1::MeasureOptions o;
   o.set_run_timeout_s(0.001);
-  absl::StatusOr<Timing> t = TimeCalls(
-      [] { Spin(std::chrono::microseconds(2000)); }, o, [] {},
-      absl::Now() + absl::Milliseconds(1));
+  absl::StatusOr<Timing> t = TimeCalls([] { Spin(std::chrono::microseconds(2000)); }, o, [] {},
+                                       absl::Now() + absl::Milliseconds(1));
   REQUIRE_FALSE(t.ok());
   CHECK(absl::IsDeadlineExceeded(t.status()));
 }
