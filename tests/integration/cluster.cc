@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "program/workload.h"
 
 namespace tlm::testing {
 
@@ -89,14 +90,7 @@ std::string Cluster::Logs() const {
 }
 
 tlm::v1::Workload Dense(int64_t m, int64_t n, int64_t k) {
-  tlm::v1::Workload w;
-  w.set_op("dense");
-  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", n}, {"K", k}}) {
-    tlm::v1::WorkloadParam* p = w.add_params();
-    p->set_name(name);
-    p->set_value(value);
-  }
-  return w;
+  return program::WorkloadToProto({m, n, k, {}});
 }
 
 int64_t QueryInt(const std::string& db_path, const std::string& sql) {

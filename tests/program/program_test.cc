@@ -12,14 +12,7 @@ namespace tlm::program {
 namespace {
 
 tlm::v1::Workload DenseProto(int64_t m, int64_t n, int64_t k) {
-  tlm::v1::Workload w;
-  w.set_op("dense");
-  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", n}, {"K", k}}) {
-    tlm::v1::WorkloadParam* p = w.add_params();
-    p->set_name(name);
-    p->set_value(value);
-  }
-  return w;
+  return WorkloadToProto({m, n, k, {}});
 }
 
 std::string ErrorOf(const tlm::v1::Workload& w) {

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "program/workload.h"
 #include "server/sqlite_store.h"
 
 namespace tlm::server {
@@ -32,13 +33,7 @@ class TempDir {
 tlm::v1::SubmitTaskRequest Request(int64_t m, const std::string& kind = "cpu") {
   tlm::v1::SubmitTaskRequest r;
   r.set_name("t");
-  tlm::v1::Workload* w = r.mutable_workload();
-  w->set_op("dense");
-  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", 8}, {"K", 8}}) {
-    tlm::v1::WorkloadParam* p = w->add_params();
-    p->set_name(name);
-    p->set_value(value);
-  }
+  *r.mutable_workload() = program::WorkloadToProto({m, 8, 8, {}});
   r.mutable_target()->set_kind(kind);
   r.set_num_trials(10);
   r.set_sampler("random");

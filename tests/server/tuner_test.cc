@@ -25,13 +25,7 @@ std::string TempDbPath() {
 
 tlm::v1::SubmitTaskRequest DenseRequest(int64_t m, int64_t n, int64_t k, int trials) {
   tlm::v1::SubmitTaskRequest request;
-  tlm::v1::Workload* w = request.mutable_workload();
-  w->set_op("dense");
-  for (auto [name, value] : {std::pair<const char*, int64_t>{"M", m}, {"N", n}, {"K", k}}) {
-    tlm::v1::WorkloadParam* p = w->add_params();
-    p->set_name(name);
-    p->set_value(value);
-  }
+  *request.mutable_workload() = program::WorkloadToProto({m, n, k, {}});
   request.mutable_target()->set_kind("cpu");
   request.set_num_trials(trials);
   request.set_seed(1);
