@@ -1,6 +1,7 @@
 // tlm-worker: the measurement agent. Connects to tlmd, measures the programs
 // it is sent with one backend, and exits 0 on SIGTERM or SIGINT.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -11,10 +12,12 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "worker/agent.h"
 #include "worker/backend.h"
 #include "worker/cpu_ref_backend.h"
+#include "worker/isolated_backend.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu-ref", "measurement backend");
@@ -22,6 +25,11 @@ ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACK
 ABSL_FLAG(int32_t, max_in_flight, 2,
           "jobs held at once; they are measured one at a time, the next one already at hand");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(bool, isolate, true,
+          "measure in a child process, so a crashing or hanging kernel cannot take the worker "
+          "down");
+ABSL_FLAG(bool, runner, false,
+          "internal: serve measurements on stdin/stdout as the worker's child process");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -51,6 +59,25 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(level);
 
+  if (absl::GetFlag(FLAGS_runner)) {
+    // stdout carries the protocol; anything else printed goes to stderr.
+    const int protocol_out = dup(STDOUT_FILENO);
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    spdlog::set_default_logger(spdlog::stderr_color_st("runner"));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e tlm-worker runner %^%l%$ %v");
+    spdlog::set_level(level);
+    const absl::Status served = tlm::worker::ServeRunner(**backend, STDIN_FILENO, protocol_out);
+    if (!served.ok()) spdlog::error("{}", served.ToString());
+    return served.ok() ? 0 : 1;
+  }
+  if (absl::GetFlag(FLAGS_isolate)) {
+    backend = std::make_unique<tlm::worker::IsolatedBackend>(
+        std::move(*backend),
+        std::vector<std::string>{"/proc/self/exe", "--runner",
+                                 "--backend=" + absl::GetFlag(FLAGS_backend),
+                                 "--log_level=" + absl::GetFlag(FLAGS_log_level)});
+  }
+
   // Signals go to one thread, which asks the agent to stop.
   sigset_t signals;
   sigemptyset(&signals);
@@ -71,8 +98,10 @@ int main(int argc, char** argv) {
   });
   signal_waiter.detach();
 
-  spdlog::info("tlm-worker starting: backend {} on {}, server {}", (*backend)->name(),
-               (*backend)->Capabilities().device_name(), options.server_address);
+  spdlog::info("tlm-worker starting: backend {} on {}{}, server {}", (*backend)->name(),
+               (*backend)->Capabilities().device_name(),
+               absl::GetFlag(FLAGS_isolate) ? " (isolated in a child process)" : "",
+               options.server_address);
   const absl::Status status = agent.Run();
   if (!status.ok()) {
     spdlog::error("{}", status.ToString());
