@@ -1,6 +1,8 @@
 // End-to-end throughput of tlmd + N cpu-ref workers on this machine, and the
-// dispatcher's overhead per job (enqueue to stored result, minus the worker's
-// own build and run time, as tlmd reports it at shutdown).
+// server's overhead per job as tlmd reports it at shutdown: lease to stored
+// result minus the worker's build and run time (with one job in flight per
+// worker this is the dispatch path alone; with two it includes the wait on
+// the worker), and enqueue to stored result minus worker time (with queueing).
 //
 //   bazel run //bench:fleet_bench -- [TRIALS]   (default 200)
 #include <cstdio>
@@ -21,13 +23,16 @@ struct Scenario {
   int repeat;
 };
 
-void RunScenario(const Scenario& s, int workers, int trials) {
+void RunScenario(const Scenario& s, int workers, int in_flight, int trials) {
   Cluster cluster;
   if (!cluster.StartServer({"--log_level=info"})) {
     std::fprintf(stderr, "tlmd did not start:\n%s\n", cluster.Logs().c_str());
     std::exit(1);
   }
-  for (int w = 1; w <= workers; ++w) cluster.StartWorker("w" + std::to_string(w));
+  for (int w = 1; w <= workers; ++w) {
+    cluster.StartWorker("w" + std::to_string(w),
+                        {"--log_level=info", "--max_in_flight=" + std::to_string(in_flight)});
+  }
   if (!cluster.WaitForWorkers(workers)) {
     std::fprintf(stderr, "workers did not connect:\n%s\n", cluster.Logs().c_str());
     std::exit(1);
@@ -60,11 +65,11 @@ void RunScenario(const Scenario& s, int workers, int trials) {
                                    : log.substr(at, log.find('\n', at) - at);
   };
   std::printf(
-      "%-28s workers=%d trials=%d done=%d  wall %.2f s  %.1f trials/s  "
+      "%-28s workers=%d in-flight=%d trials=%d done=%d  wall %.2f s  %.1f trials/s  "
       "worker busy %.0f%%\n    %s\n    %s\n",
-      s.label, workers, trials, done.trials_done(), seconds, done.trials_done() / seconds,
-      100.0 * worker_s / (seconds * workers), line("dispatch overhead").c_str(),
-      line("queueing and dispatch").c_str());
+      s.label, workers, in_flight, trials, done.trials_done(), seconds,
+      done.trials_done() / seconds, 100.0 * worker_s / (seconds * workers),
+      line("dispatch overhead").c_str(), line("queueing and dispatch").c_str());
 }
 
 }  // namespace
@@ -85,7 +90,9 @@ int main(int argc, char** argv) {
       {"dense 128x768x768 (default)", 128, 768, 768, 0, 0},
   };
   for (const auto& s : scenarios) {
-    for (int workers : {1, 2}) tlm::testing::RunScenario(s, workers, trials);
+    for (int workers : {1, 2}) {
+      for (int in_flight : {1, 2}) tlm::testing::RunScenario(s, workers, in_flight, trials);
+    }
   }
   return 0;
 }

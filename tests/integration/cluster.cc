@@ -41,11 +41,11 @@ int Cluster::StopServer() {
   return code.value_or(-1);
 }
 
-size_t Cluster::StartWorker(const std::string& name) {
-  workers_.push_back(std::make_unique<ChildProcess>(
-      std::vector<std::string>{RunfilePath("worker/tlm-worker"), "--server=" + address_,
-                               "--backend=cpu-ref", "--name=" + name, "--log_level=debug"},
-      dir_ + "/" + name + ".log"));
+size_t Cluster::StartWorker(const std::string& name, const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {RunfilePath("worker/tlm-worker"), "--server=" + address_,
+                                   "--backend=cpu-ref", "--name=" + name, "--log_level=debug"};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  workers_.push_back(std::make_unique<ChildProcess>(argv, dir_ + "/" + name + ".log"));
   return workers_.size() - 1;
 }
 

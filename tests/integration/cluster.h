@@ -29,7 +29,7 @@ class Cluster {
   ChildProcess& server() { return *server_; }
 
   // Starts a cpu-ref worker; returns its index.
-  size_t StartWorker(const std::string& name);
+  size_t StartWorker(const std::string& name, const std::vector<std::string>& extra_flags = {});
   ChildProcess& worker(size_t index) { return *workers_[index]; }
   // Waits until the server lists `count` connected workers.
   bool WaitForWorkers(int count);
