@@ -1,6 +1,7 @@
 #include "server/tuner.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -110,6 +111,18 @@ Tuner::Tuner(Store* store, Dispatcher* dispatcher, Options options)
 
 int64_t Tuner::NowMs() const { return absl::ToUnixMillis(options_.clock()); }
 
+std::unique_ptr<Tuner::ActiveTask> Tuner::MakeActiveTask(const tlm::v1::Task& stored,
+                                                         std::unique_ptr<Sampler> sampler) {
+  auto task = std::make_unique<ActiveTask>();
+  task->id = stored.id();
+  task->num_trials = stored.num_trials();
+  task->target = stored.target();
+  task->measure = stored.measure();
+  task->sampler = std::move(sampler);
+  task->done = stored.trials_done();
+  return task;
+}
+
 Job Tuner::MakeJob(const ActiveTask& task, int64_t program_id,
                    const tlm::v1::Program& program) const {
   Job job;
@@ -123,7 +136,7 @@ Job Tuner::MakeJob(const ActiveTask& task, int64_t program_id,
 
 absl::Status Tuner::Resume() {
   absl::StatusOr<std::vector<tlm::v1::Task>> running =
-      store_->ListTasks(kMaxTrials, {tlm::v1::TASK_STATE_RUNNING});
+      store_->ListTasks(std::numeric_limits<int>::max(), {tlm::v1::TASK_STATE_RUNNING});
   if (!running.ok()) return running.status();
   std::vector<Job> jobs;
   {
@@ -140,14 +153,8 @@ absl::Status Tuner::Resume() {
           MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()));
       if (!sampler.ok()) return sampler.status();
 
-      auto task = std::make_unique<ActiveTask>();
-      task->id = t.id();
-      task->num_trials = t.num_trials();
-      task->target = t.target();
-      task->measure = t.measure();
-      task->sampler = std::move(*sampler);
+      std::unique_ptr<ActiveTask> task = MakeActiveTask(t, std::move(*sampler));
       task->hashes.insert(hashes->begin(), hashes->end());
-      task->done = t.trials_done();
       for (const StoredProgram& p : *unmeasured) {
         jobs.push_back(MakeJob(*task, p.program_id, p.program));
         ++task->outstanding;
@@ -185,12 +192,7 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
     if (!accepting_) return absl::UnavailableError("tlmd is shutting down; submit again later");
     created = store_->CreateTask(request, NowMs());
     if (!created.ok()) return created.status();
-    auto task = std::make_unique<ActiveTask>();
-    task->id = created->id();
-    task->num_trials = request.num_trials();
-    task->target = request.target();
-    task->measure = request.measure();
-    task->sampler = std::move(*sampler);
+    std::unique_ptr<ActiveTask> task = MakeActiveTask(*created, std::move(*sampler));
     absl::StatusOr<std::vector<Job>> first = TopUp(*task);
     if (!first.ok()) {
       (void)store_->SetTaskState(task->id, tlm::v1::TASK_STATE_FAILED,

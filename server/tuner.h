@@ -126,6 +126,8 @@ class Tuner {
     std::vector<std::weak_ptr<TaskWatch>> watchers;
   };
 
+  static std::unique_ptr<ActiveTask> MakeActiveTask(const tlm::v1::Task& stored,
+                                                    std::unique_ptr<Sampler> sampler);
   // Proposes and stores programs to refill the task's window; returns the
   // jobs to enqueue once mu_ is released.
   absl::StatusOr<std::vector<Job>> TopUp(ActiveTask& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
