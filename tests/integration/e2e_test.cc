@@ -256,6 +256,57 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
   CHECK(server_status.schema_version() == 1);
 }
 
+TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  REQUIRE(cluster.WaitForWorkers(1));
+  const std::string ctl = RunfilePath("client/tlmctl");
+  const std::string server = "--server=" + cluster.address();
+
+  // submit prints the id alone; watch prints one line per trial and exits 0.
+  CommandResult submit = RunCommand({ctl, server, "submit", "dense", "M=16", "N=16", "K=16",
+                                     "--epilogue=relu", "--trials=5", "--seed=3", "--name=ctl"});
+  INFO(submit.err);
+  REQUIRE(submit.exit_code == 0);
+  const std::string id = submit.out.substr(0, submit.out.find('\n'));
+  REQUIRE(submit.out == id + "\n");
+  CommandResult watch = RunCommand({ctl, server, "watch", id});
+  CHECK(watch.exit_code == 0);
+  CHECK_THAT(watch.out, Catch::Contains("task " + id + ": 5/5 "));
+  CHECK_THAT(watch.out, Catch::Contains("task " + id + " succeeded: 5/5 trials, 0 failed"));
+
+  // A long task is cancelled while it runs; watching it then exits 1.
+  CommandResult big = RunCommand({ctl, server, "submit", "dense", "M=64", "N=64", "K=64",
+                                  "--trials=500", "--min-repeat-ms=20", "--name=big"});
+  REQUIRE(big.exit_code == 0);
+  const std::string big_id = big.out.substr(0, big.out.find('\n'));
+  CommandResult cancel = RunCommand({ctl, server, "cancel", big_id});
+  CHECK(cancel.exit_code == 0);
+  CHECK_THAT(cancel.out, Catch::Contains("task " + big_id + " cancelled"));
+  CHECK(RunCommand({ctl, server, "watch", big_id}).exit_code == 1);
+
+  CommandResult list = RunCommand({ctl, server, "list"});
+  CHECK(list.exit_code == 0);
+  CHECK_THAT(list.out, Catch::Contains("dense 16x16x16+relu"));
+  CHECK_THAT(list.out, Catch::Contains("succeeded"));
+  CHECK_THAT(list.out, Catch::Contains("cancelled"));
+  CommandResult running = RunCommand({ctl, server, "list", "--state=running"});
+  CHECK(running.out.find("ctl") == std::string::npos);
+
+  CommandResult status = RunCommand({ctl, server, "status"});
+  CHECK(status.exit_code == 0);
+  CHECK_THAT(status.out, Catch::Contains("schema v1"));
+  CHECK_THAT(status.out, Catch::Contains("tasks         2"));
+  CommandResult workers = RunCommand({ctl, server, "workers"});
+  CHECK_THAT(workers.out, Catch::Contains("w1"));
+  CHECK_THAT(workers.out, Catch::Contains("cpu-ref"));
+
+  CommandResult missing = RunCommand({ctl, server, "best", "999"});
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Catch::Contains("task 999 not found"));
+}
+
 TEST_CASE("tlmd refuses bad flags and a non-loopback address without --allow_remote") {
   const std::string dir = MakeTempDir("flags");
   CommandResult r =
