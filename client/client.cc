@@ -104,6 +104,33 @@ absl::StatusOr<tlm::v1::Task> Client::CancelTask(int64_t task_id) {
   return task;
 }
 
+absl::Status Client::ExportRecords(const std::vector<int64_t>& task_ids,
+                                   const std::function<void(const tlm::v1::Record&)>& on_record) {
+  grpc::ClientContext context;
+  tlm::v1::ExportRecordsRequest request;
+  for (int64_t id : task_ids) request.add_task_ids(id);
+  std::unique_ptr<grpc::ClientReader<tlm::v1::Record>> reader =
+      tuning_->ExportRecords(&context, request);
+  tlm::v1::Record record;
+  while (reader->Read(&record)) on_record(record);
+  return FromGrpc(reader->Finish());
+}
+
+absl::StatusOr<tlm::v1::ImportRecordsResponse> Client::ImportRecords(
+    const std::vector<tlm::v1::Record>& records) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::ImportRecordsResponse response;
+  std::unique_ptr<grpc::ClientWriter<tlm::v1::Record>> writer =
+      tuning_->ImportRecords(&context, &response);
+  for (const tlm::v1::Record& r : records) {
+    if (!writer->Write(r)) break;
+  }
+  writer->WritesDone();
+  if (absl::Status s = FromGrpc(writer->Finish()); !s.ok()) return s;
+  return response;
+}
+
 absl::StatusOr<tlm::v1::ServerStatus> Client::GetStatus() {
   grpc::ClientContext context;
   Prepare(context);

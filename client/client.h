@@ -38,6 +38,11 @@ class Client {
   absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
       int limit, const std::vector<tlm::v1::TaskState>& states);
   absl::StatusOr<tlm::v1::Task> CancelTask(int64_t task_id);
+  // Calls on_record for each exported record (all tasks when task_ids is empty).
+  absl::Status ExportRecords(const std::vector<int64_t>& task_ids,
+                             const std::function<void(const tlm::v1::Record&)>& on_record);
+  absl::StatusOr<tlm::v1::ImportRecordsResponse> ImportRecords(
+      const std::vector<tlm::v1::Record>& records);
   absl::StatusOr<tlm::v1::ServerStatus> GetStatus();
   absl::StatusOr<std::vector<tlm::v1::WorkerInfo>> ListWorkers();
 

@@ -1,7 +1,9 @@
 #include "client/tlmctl.h"
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 
@@ -12,8 +14,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace tlm::client {
 namespace {
@@ -321,6 +325,64 @@ int RunWorkers(Invocation& inv) {
   return kExitOk;
 }
 
+int RunExport(Invocation& inv) {
+  std::vector<int64_t> ids;
+  for (const std::string& arg : inv.args) {
+    int64_t id = 0;
+    int code = kExitOk;
+    if (!ParseNumber(inv, "TASK_ID", arg, &id, &code)) return code;
+    ids.push_back(id);
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  int64_t count = 0;
+  absl::Status status = (*client)->ExportRecords(ids, [&](const tlm::v1::Record& record) {
+    std::string line;
+    (void)google::protobuf::util::MessageToJsonString(record, &line, options);
+    inv.out() << line << "\n";
+    ++count;
+  });
+  if (!status.ok()) return Report(inv, status);
+  inv.err() << "tlmctl: exported " << count << " records\n";
+  return kExitOk;
+}
+
+int RunImport(Invocation& inv) {
+  const std::string& path = inv.args[0];
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    if (!file) {
+      inv.err() << "tlmctl: cannot read " << path << "\n";
+      return kExitFailed;
+    }
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  std::vector<tlm::v1::Record> records;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    tlm::v1::Record record;
+    const auto parsed = google::protobuf::util::JsonStringToMessage(line, &record);
+    if (!parsed.ok()) {
+      inv.err() << "tlmctl: " << path << ":" << number << ": not a record: " << parsed.ToString()
+                << "\n";
+      return kExitFailed;
+    }
+    records.push_back(std::move(record));
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  absl::StatusOr<tlm::v1::ImportRecordsResponse> response = (*client)->ImportRecords(records);
+  if (!response.ok()) return Report(inv, response.status());
+  inv.out() << "imported " << response->imported() << " records (" << response->duplicates()
+            << " duplicates skipped) into tasks " << absl::StrJoin(response->task_ids(), ", ")
+            << "\n";
+  return kExitOk;
+}
+
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {"submit",
@@ -370,6 +432,22 @@ const std::vector<Command>& Commands() {
        1,
        1,
        RunCancel},
+      {"export",
+       "[TASK_ID...]",
+       "Write the measured programs of the given tasks (all tasks when none are given) to "
+       "stdout as JSON lines, one self-contained record per line.",
+       {},
+       0,
+       1000,
+       RunExport},
+      {"import",
+       "FILE",
+       "Store the records of a JSON-lines FILE ('-' for stdin) written by 'tlmctl export'. "
+       "One bad record rejects the whole file and nothing is stored.",
+       {},
+       1,
+       1,
+       RunImport},
       {"status", "", "Show the server, its dataset and its queues.", {}, 0, 0, RunStatus},
       {"workers", "", "List the connected workers.", {}, 0, 0, RunWorkers},
   };

@@ -110,7 +110,7 @@ int Run() {
   }
   dispatcher.Start();
 
-  TuningService tuning(tuner.get());
+  TuningService tuning(tuner.get(), store->get());
   FleetService fleet(&dispatcher);
   AdminService admin(store->get(), &dispatcher, kVersion, started_ms);
   grpc::ServerBuilder builder;

@@ -142,16 +142,25 @@ absl::Status Tuner::Resume() {
   {
     absl::MutexLock lock(&mu_);
     for (const tlm::v1::Task& t : *running) {
-      absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(t.workload());
-      if (!workload.ok()) return workload.status();
       absl::StatusOr<std::vector<std::string>> hashes = store_->ProgramHashes(t.id());
       if (!hashes.ok()) return hashes.status();
       absl::StatusOr<std::vector<StoredProgram>> unmeasured =
           store_->ListUnmeasuredPrograms(t.id());
       if (!unmeasured.ok()) return unmeasured.status();
+      absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(t.workload());
       absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-          MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()));
-      if (!sampler.ok()) return sampler.status();
+          workload.ok() ? MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()))
+                        : workload.status();
+      if (!sampler.ok()) {
+        // A task this server cannot continue must not keep the others from resuming.
+        const std::string why = absl::StrCat("cannot resume: ", sampler.status().message());
+        spdlog::error("task {} {}", t.id(), why);
+        if (absl::Status s = store_->SetTaskState(t.id(), tlm::v1::TASK_STATE_FAILED, why, NowMs());
+            !s.ok()) {
+          return s;
+        }
+        continue;
+      }
 
       std::unique_ptr<ActiveTask> task = MakeActiveTask(t, std::move(*sampler));
       task->hashes.insert(hashes->begin(), hashes->end());

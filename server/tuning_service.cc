@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/grpc_status.h"
+#include "server/records.h"
 
 namespace tlm::server {
 namespace {
@@ -93,6 +95,33 @@ grpc::Status TuningService::CancelTask(grpc::ServerContext*,
                                        tlm::v1::Task* response) {
   if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
   return Reply(tuner_->Cancel(request->task_id()), response);
+}
+
+grpc::Status TuningService::ExportRecords(grpc::ServerContext* context,
+                                          const tlm::v1::ExportRecordsRequest* request,
+                                          grpc::ServerWriter<tlm::v1::Record>* writer) {
+  std::vector<int64_t> ids(request->task_ids().begin(), request->task_ids().end());
+  for (int64_t id : ids) {
+    if (grpc::Status s = CheckTaskId(id); !s.ok()) return s;
+  }
+  bool cancelled = false;
+  absl::Status status =
+      tlm::server::ExportRecords(*store_, ids, [&](const tlm::v1::Record& record) {
+        cancelled = context->IsCancelled() || !writer->Write(record);
+        return !cancelled;
+      });
+  if (cancelled) return grpc::Status::CANCELLED;
+  return ToGrpcStatus(status);
+}
+
+grpc::Status TuningService::ImportRecords(grpc::ServerContext*,
+                                          grpc::ServerReader<tlm::v1::Record>* reader,
+                                          tlm::v1::ImportRecordsResponse* response) {
+  std::vector<tlm::v1::Record> records;
+  tlm::v1::Record record;
+  while (reader->Read(&record)) records.push_back(std::move(record));
+  return Reply(tlm::server::ImportRecords(*store_, records, absl::ToUnixMillis(absl::Now())),
+               response);
 }
 
 }  // namespace tlm::server

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "server/store.h"
 #include "server/tuner.h"
 #include "tlm/v1/tuning.grpc.pb.h"
 
@@ -11,8 +12,8 @@ namespace tlm::server {
 
 class TuningService final : public tlm::v1::Tuning::Service {
  public:
-  // `tuner` must outlive the service.
-  explicit TuningService(Tuner* tuner) : tuner_(tuner) {}
+  // `tuner` and `store` must outlive the service.
+  TuningService(Tuner* tuner, Store* store) : tuner_(tuner), store_(store) {}
 
   // Ends every WatchTask stream promptly (used at shutdown).
   void CloseStreams() { closing_ = true; }
@@ -29,9 +30,16 @@ class TuningService final : public tlm::v1::Tuning::Service {
                          tlm::v1::ListTasksResponse* response) override;
   grpc::Status CancelTask(grpc::ServerContext* context, const tlm::v1::CancelTaskRequest* request,
                           tlm::v1::Task* response) override;
+  grpc::Status ExportRecords(grpc::ServerContext* context,
+                             const tlm::v1::ExportRecordsRequest* request,
+                             grpc::ServerWriter<tlm::v1::Record>* writer) override;
+  grpc::Status ImportRecords(grpc::ServerContext* context,
+                             grpc::ServerReader<tlm::v1::Record>* reader,
+                             tlm::v1::ImportRecordsResponse* response) override;
 
  private:
   Tuner* const tuner_;
+  Store* const store_;
   std::atomic<bool> closing_{false};
 };
 

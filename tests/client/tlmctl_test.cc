@@ -69,7 +69,8 @@ TEST_CASE("help is available everywhere and exits 0") {
   CHECK(top.code == 0);
   CHECK_THAT(top.out, Catch::Contains("Commands:"));
   CHECK_THAT(top.out, Catch::Contains("Exit codes"));
-  for (const char* command : {"submit", "watch", "best", "list", "cancel", "status", "workers"}) {
+  for (const char* command :
+       {"submit", "watch", "best", "list", "cancel", "export", "import", "status", "workers"}) {
     INFO(command);
     Run r = Tlmctl({command, "--help"});
     CHECK(r.code == 0);
@@ -102,6 +103,8 @@ TEST_CASE("bad usage exits 2 with a message and a hint") {
       {{"submit", "dense", "--watch=yes"}, "--watch takes no value"},
       {{"list", "--state=sleeping"}, "--state: unknown state \"sleeping\""},
       {{"help", "nope"}, "unknown command nope"},
+      {{"import"}, "import: missing FILE"},
+      {{"export", "x"}, "TASK_ID: \"x\" is not an integer"},
   };
   for (const Case& c : cases) {
     Run r = Tlmctl(c.args);

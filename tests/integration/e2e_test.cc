@@ -2,9 +2,11 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -297,10 +299,37 @@ TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
   CommandResult status = RunCommand({ctl, server, "status"});
   CHECK(status.exit_code == 0);
   CHECK_THAT(status.out, Catch::Contains("schema v1"));
-  CHECK_THAT(status.out, Catch::Contains("tasks         2"));
+  CHECK_THAT(status.out, Catch::Contains("tasks         2"));  // before the import below
   CommandResult workers = RunCommand({ctl, server, "workers"});
   CHECK_THAT(workers.out, Catch::Contains("w1"));
   CHECK_THAT(workers.out, Catch::Contains("cpu-ref"));
+
+  // Records round-trip through JSON lines into a new task with the same best program.
+  CommandResult exported = RunCommand({ctl, server, "export", id});
+  REQUIRE(exported.exit_code == 0);
+  CHECK(std::count(exported.out.begin(), exported.out.end(), '\n') == 5);
+  CHECK_THAT(exported.out, Catch::Contains("\"format_version\":1"));
+  const std::string records = cluster.dir() + "/records.jsonl";
+  std::ofstream(records) << exported.out;
+  CommandResult imported = RunCommand({ctl, server, "import", records});
+  INFO(imported.err);
+  REQUIRE(imported.exit_code == 0);
+  CHECK_THAT(imported.out,
+             Catch::StartsWith("imported 5 records (0 duplicates skipped) into tasks "));
+  const std::string copy_id = imported.out.substr(
+      imported.out.rfind(' ') + 1, imported.out.size() - imported.out.rfind(' ') - 2);
+  const std::string original_best = RunCommand({ctl, server, "best", id}).out;
+  const std::string copy_best = RunCommand({ctl, server, "best", copy_id}).out;
+  auto program_line = [](const std::string& text) {
+    const size_t at = text.find("program   ");
+    return text.substr(at, text.find('\n', at) - at);
+  };
+  CHECK(program_line(copy_best) == program_line(original_best));
+  const std::string broken = cluster.dir() + "/broken.jsonl";
+  std::ofstream(broken) << exported.out << "{\"format_version\": \"x\"\n";
+  CommandResult rejected = RunCommand({ctl, server, "import", broken});
+  CHECK(rejected.exit_code == 1);
+  CHECK_THAT(rejected.err, Catch::Contains("broken.jsonl:6: not a record"));
 
   CommandResult missing = RunCommand({ctl, server, "best", "999"});
   CHECK(missing.exit_code == 1);
