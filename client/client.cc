@@ -5,10 +5,10 @@
 
 namespace tlm::client {
 
-absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& address,
-                                                        absl::Duration timeout) {
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
+    const std::string& address, absl::Duration timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(address, credentials);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout))) {
     return absl::UnavailableError(absl::StrCat("cannot reach tlmd at ", address));
   }

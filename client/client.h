@@ -22,8 +22,9 @@ class Client {
  public:
   // Waits up to `timeout` for the server; UNAVAILABLE names the address when
   // it cannot be reached.
-  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& address,
-                                                         absl::Duration timeout);
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(
+      const std::string& address, absl::Duration timeout,
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
 
   void set_call_timeout(absl::Duration timeout) { call_timeout_ = timeout; }
   const std::string& address() const { return address_; }

@@ -47,7 +47,7 @@ struct Invocation {
   const Command* command = nullptr;
   std::map<std::string, std::string> flags;
   std::vector<std::string> args;
-  std::string server;
+  Endpoint endpoint;
   Terminal* terminal = nullptr;
 
   bool has(const std::string& flag) const { return flags.count(flag) != 0; }
@@ -91,7 +91,18 @@ bool ParseDouble(Invocation& inv, const std::string& what, const std::string& te
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Dial(Invocation& inv) {
-  return Client::Connect(inv.server, kConnectTimeout);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(inv.endpoint.security);
+  if (!credentials.ok()) return credentials.status();
+  return Client::Connect(inv.endpoint.server, kConnectTimeout, *credentials);
+}
+
+// The connection options every command takes, before or after its name.
+std::string* ConnectionFlag(Endpoint& endpoint, const std::string& name) {
+  if (name == "server") return &endpoint.server;
+  if (name == "tls_ca") return &endpoint.security.tls_ca_file;
+  if (name == "token_file") return &endpoint.security.token_file;
+  return nullptr;
 }
 
 std::string StateName(tlm::v1::TaskState state) {
@@ -296,7 +307,7 @@ int RunStatus(Invocation& inv) {
   if (!s.ok()) return Report(inv, s.status());
   const int64_t uptime_s = (absl::ToUnixMillis(absl::Now()) - s->started_unix_ms()) / 1000;
   std::ostream& out = inv.out();
-  out << "server        " << inv.server << " (tlmd " << s->version() << ", up " << uptime_s
+  out << "server        " << inv.endpoint.server << " (tlmd " << s->version() << ", up " << uptime_s
       << " s)\n";
   out << "dataset       " << s->database_path() << " (schema v" << s->schema_version() << ")\n";
   out << "tasks         " << s->num_tasks() << "\n";
@@ -463,9 +474,12 @@ const Command* FindCommand(const std::string& name) {
 
 void PrintTopUsage(std::ostream& out) {
   out << "tlmctl: submit and inspect tuning tasks on a tlmd server.\n\n"
-      << "Usage: tlmctl [--server=HOST:PORT] COMMAND [ARGS] [FLAGS]\n\nCommands:\n";
+      << "Usage: tlmctl [--server=HOST:PORT] [--tls_ca=PEM] [--token_file=FILE] COMMAND [ARGS] "
+         "[FLAGS]\n\nCommands:\n";
   for (const Command& c : Commands()) out << absl::StrFormat("  %-8s %s\n", c.name, c.args);
-  out << "\n--server defaults to $TLMD_SERVER, else 127.0.0.1:50051.\n"
+  out << "\n--server defaults to $TLMD_SERVER, else 127.0.0.1:50051. With --tls_ca (or\n"
+      << "$TLMD_TLS_CA) tlmctl speaks TLS and checks the server against that CA; --token_file\n"
+      << "(or $TLMD_TOKEN_FILE) sends the server's bearer token.\n"
       << "'tlmctl COMMAND --help' describes a command.\n\n"
       << "Exit codes: 0 success; 1 the server reported an error or the task did not succeed;\n"
       << "2 bad usage; 3 server unreachable.\n";
@@ -560,25 +574,40 @@ std::string ProgressLine(const tlm::v1::Task& task) {
                       "  best ", Best(task));
 }
 
-int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal,
-              const std::string& default_server) {
+int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal, const Endpoint& defaults) {
   Invocation inv;
   inv.terminal = &terminal;
-  inv.server = default_server;
+  inv.endpoint = defaults;
+  // A connection flag at args[i] ("--name=value" or "--name value"): stores it
+  // and advances i. Returns false when args[i] is not one; sets *error when
+  // it is one without a value.
+  auto take_connection_flag = [&](size_t& i, std::string* error) {
+    const std::string& a = args[i];
+    if (!absl::StartsWith(a, "--")) return false;
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    std::string* target = ConnectionFlag(inv.endpoint, name);
+    if (target == nullptr) return false;
+    if (eq != std::string::npos) {
+      *target = a.substr(eq + 1);
+    } else if (i + 1 < args.size()) {
+      *target = args[++i];
+    } else {
+      *error = absl::StrCat("--", name, " needs a value");
+    }
+    return true;
+  };
   size_t i = 0;
-  // Global flags before the command.
   for (; i < args.size() && absl::StartsWith(args[i], "-"); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       PrintTopUsage(terminal.out);
       return kExitOk;
     }
-    if (absl::StartsWith(args[i], "--server=")) {
-      inv.server = args[i].substr(9);
-    } else if (args[i] == "--server" && i + 1 < args.size()) {
-      inv.server = args[++i];
-    } else {
+    std::string error;
+    if (!take_connection_flag(i, &error)) {
       return UsageError(terminal, absl::StrCat("unknown flag ", args[i]), "");
     }
+    if (!error.empty()) return UsageError(terminal, error, "");
   }
   if (i == args.size()) {
     PrintTopUsage(terminal.err);
@@ -610,18 +639,13 @@ int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal,
       inv.args.push_back(a);
       continue;
     }
-    const size_t eq = a.find('=');
-    const std::string flag = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    if (flag == "server") {
-      if (eq != std::string::npos) {
-        inv.server = a.substr(eq + 1);
-      } else if (i + 1 < args.size()) {
-        inv.server = args[++i];
-      } else {
-        return UsageError(terminal, "--server needs a value", name);
-      }
+    std::string error;
+    if (take_connection_flag(i, &error)) {
+      if (!error.empty()) return UsageError(terminal, error, name);
       continue;
     }
+    const size_t eq = a.find('=');
+    const std::string flag = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
     auto spec = std::find_if(command.flags.begin(), command.flags.end(),
                              [&](const FlagSpec& f) { return flag == f.name; });
     if (spec == command.flags.end()) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/credentials.h"
 #include "tlm/v1/program.pb.h"
 #include "tlm/v1/tuning.pb.h"
 
@@ -24,10 +25,15 @@ struct Terminal {
   bool out_is_tty = false;
 };
 
-// Runs tlmctl with `args` (without the program name). `default_server` is
-// used when no --server is given.
-int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal,
-              const std::string& default_server);
+// Where tlmctl connects and how.
+struct Endpoint {
+  std::string server = "127.0.0.1:50051";
+  ClientSecurity security;
+};
+
+// Runs tlmctl with `args` (without the program name). `defaults` applies
+// where --server, --tls_ca and --token_file are not given.
+int RunTlmctl(const std::vector<std::string>& args, Terminal& terminal, const Endpoint& defaults);
 
 // "OP NAME=INT..." plus an --epilogue list, as a Workload. Only the syntax is
 // checked here; the server checks the meaning and names what is wrong.

@@ -13,7 +13,7 @@ PACKAGES=(
   # tests
   catch2
   # tools used by the main job and tests
-  sqlite3 procps python3
+  sqlite3 procps python3 openssl
 )
 
 SUDO=""

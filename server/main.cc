@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "program/version.h"
 #include "server/admin_service.h"
+#include "server/auth.h"
 #include "server/dispatcher.h"
 #include "server/fleet_service.h"
 #include "server/sqlite_store.h"
@@ -29,8 +30,10 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "address to serve on; port 0 picks a free port (see --port_file)");
-ABSL_FLAG(bool, allow_remote, false,
-          "allow a non-loopback --listen address (traffic is not encrypted or authenticated)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve over TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file holding the bearer token every call must carry (needs TLS)");
 ABSL_FLAG(std::string, db, "var/tlmd.db", "SQLite database file; created if missing");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written to this file");
 ABSL_FLAG(int32_t, max_attempts, 3, "attempts per program before it is stored as an error");
@@ -57,9 +60,11 @@ std::string CheckFlags() {
   auto bad = [&](absl::string_view what) { absl::StrAppend(&errors, "  ", what, "\n"); };
   const std::string listen = absl::GetFlag(FLAGS_listen);
   if (listen.find(':') == std::string::npos) bad("--listen must be HOST:PORT");
-  if (!IsLoopback(listen) && !absl::GetFlag(FLAGS_allow_remote)) {
+  if (!IsLoopback(listen) &&
+      (absl::GetFlag(FLAGS_tls_cert).empty() || absl::GetFlag(FLAGS_auth_token_file).empty())) {
     bad(absl::StrCat("--listen=", listen,
-                     " is not a loopback address; pass --allow_remote to serve it"));
+                     " is not a loopback address: serving it needs --tls_cert, --tls_key and "
+                     "--auth_token_file"));
   }
   if (absl::GetFlag(FLAGS_db).empty()) bad("--db must name a file");
   if (absl::GetFlag(FLAGS_max_attempts) < 1) bad("--max_attempts must be at least 1");
@@ -80,7 +85,7 @@ int Leased(const Dispatcher& dispatcher) {
   return leased;
 }
 
-int Run() {
+int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials) {
   // Signals are taken by a dedicated thread; block them before any other starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -115,7 +120,7 @@ int Run() {
   AdminService admin(store->get(), &dispatcher, kVersion, started_ms);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), credentials, &port);
   builder.RegisterService(&tuning);
   builder.RegisterService(&fleet);
   builder.RegisterService(&admin);
@@ -130,8 +135,12 @@ int Run() {
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), path.c_str());
   }
-  spdlog::info("tlmd {} serving on port {} (listen {}), dataset {} (schema v{})", kVersion, port,
-               absl::GetFlag(FLAGS_listen), (*store)->path(), (*store)->schema_version());
+  spdlog::info("tlmd {} serving on port {} (listen {}, {}), dataset {} (schema v{})", kVersion,
+               port, absl::GetFlag(FLAGS_listen),
+               absl::GetFlag(FLAGS_tls_cert).empty()          ? "plaintext"
+               : absl::GetFlag(FLAGS_auth_token_file).empty() ? "TLS"
+                                                              : "TLS + token",
+               (*store)->path(), (*store)->schema_version());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -179,6 +188,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tlmd: invalid flags:\n%s", errors.c_str());
     return 2;
   }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      tlm::server::MakeServerCredentials({absl::GetFlag(FLAGS_tls_cert),
+                                          absl::GetFlag(FLAGS_tls_key),
+                                          absl::GetFlag(FLAGS_auth_token_file)});
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "tlmd: invalid flags:\n  %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  return tlm::server::Run();
+  return tlm::server::Run(*credentials);
 }

@@ -72,7 +72,7 @@ void Agent::Shutdown() {
 
 absl::Status Agent::Run() {
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options_.server_address, grpc::InsecureChannelCredentials());
+      grpc::CreateChannel(options_.server_address, options_.credentials);
   std::unique_ptr<tlm::v1::Fleet::Stub> stub = tlm::v1::Fleet::NewStub(channel);
   std::mt19937_64 rng(std::random_device{}());
   absl::Duration backoff = options_.initial_backoff;

@@ -30,6 +30,7 @@ namespace tlm::worker {
 struct AgentOptions {
   std::string server_address = "127.0.0.1:50051";
   std::string name;  // shown by `tlmctl workers`
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   int max_in_flight = 1;
   absl::Duration initial_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(10);

@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/credentials.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "worker/agent.h"
@@ -21,6 +22,8 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu-ref", "measurement backend");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA of tlmd's certificate: connect over TLS");
+ABSL_FLAG(std::string, token_file, "", "file holding tlmd's bearer token (needs --tls_ca)");
 ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACKEND)");
 ABSL_FLAG(int32_t, max_in_flight, 2,
           "jobs held at once; they are measured one at a time, the next one already at hand");
@@ -53,6 +56,10 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<tlm::worker::Backend>> backend =
       registry.Make(absl::GetFlag(FLAGS_backend));
   if (!backend.ok()) errors += absl::StrCat("  --backend: ", backend.status().message(), "\n");
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tlm::client::MakeChannelCredentials(
+          {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_token_file)});
+  if (!credentials.ok()) errors += absl::StrCat("  --", credentials.status().message(), "\n");
   if (!errors.empty()) {
     std::fprintf(stderr, "tlm-worker: invalid flags:\n%s", errors.c_str());
     return 2;
@@ -89,6 +96,7 @@ int main(int argc, char** argv) {
   options.server_address = absl::GetFlag(FLAGS_server);
   options.name = absl::GetFlag(FLAGS_name);
   options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  options.credentials = *credentials;
   tlm::worker::Agent agent(options, backend->get());
   std::thread signal_waiter([&agent, signals] {
     int signal_number = 0;

@@ -18,7 +18,9 @@ Run Tlmctl(const std::vector<std::string>& args) {
   std::ostringstream out;
   std::ostringstream err;
   Terminal terminal{out, err, false};
-  const int code = RunTlmctl(args, terminal, "127.0.0.1:1");
+  Endpoint defaults;
+  defaults.server = "127.0.0.1:1";
+  const int code = RunTlmctl(args, terminal, defaults);
   return {code, out.str(), err.str()};
 }
 

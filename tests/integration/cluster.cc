@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "program/workload.h"
 
@@ -27,11 +28,19 @@ bool Cluster::StartServer(const std::vector<std::string>& extra_flags) {
   const int port = WaitForPortFile(port_file, absl::Seconds(30));
   if (port == 0) return false;
   address_ = absl::StrCat("127.0.0.1:", port);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(address_, credentials_);
   tuning_ = tlm::v1::Tuning::NewStub(channel);
   admin_ = tlm::v1::Admin::NewStub(channel);
   return true;
+}
+
+void Cluster::UseTls(const std::string& ca_file, const std::string& token_file) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadFile(ca_file);
+  const std::string token(absl::StripAsciiWhitespace(ReadFile(token_file)));
+  credentials_ = grpc::CompositeChannelCredentials(grpc::SslCredentials(options),
+                                                   grpc::AccessTokenCredentials(token));
+  worker_flags_ = {"--tls_ca=" + ca_file, "--token_file=" + token_file};
 }
 
 int Cluster::StopServer() {
@@ -44,6 +53,7 @@ int Cluster::StopServer() {
 size_t Cluster::StartWorker(const std::string& name, const std::vector<std::string>& extra_flags) {
   std::vector<std::string> argv = {RunfilePath("worker/tlm-worker"), "--server=" + address_,
                                    "--backend=cpu-ref", "--name=" + name, "--log_level=debug"};
+  argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   workers_.push_back(std::make_unique<ChildProcess>(argv, dir_ + "/" + name + ".log"));
   return workers_.size() - 1;
@@ -91,6 +101,14 @@ std::string Cluster::Logs() const {
 
 tlm::v1::Workload Dense(int64_t m, int64_t n, int64_t k) {
   return program::WorkloadToProto({m, n, k, {}});
+}
+
+bool MakeSelfSignedCertificate(const std::string& cert_file, const std::string& key_file) {
+  const CommandResult r =
+      RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                  key_file, "-out", cert_file, "-days", "1", "-subj", "/CN=localhost", "-addext",
+                  "subjectAltName=IP:127.0.0.1,DNS:localhost"});
+  return r.exit_code == 0;
 }
 
 int64_t QueryInt(const std::string& db_path, const std::string& sql) {

@@ -21,6 +21,10 @@ class Cluster {
   Cluster();
   ~Cluster();
 
+  // Makes the test's stubs and the workers started afterwards use TLS with
+  // this CA and send this bearer token. Call before StartServer.
+  void UseTls(const std::string& ca_file, const std::string& token_file);
+
   // Starts tlmd on an ephemeral port (again, after StopServer, on the same
   // database). Returns false if it did not come up.
   bool StartServer(const std::vector<std::string>& extra_flags = {});
@@ -49,6 +53,8 @@ class Cluster {
   std::string dir_;
   std::string db_path_;
   std::string address_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_ = grpc::InsecureChannelCredentials();
+  std::vector<std::string> worker_flags_;
   std::unique_ptr<ChildProcess> server_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::unique_ptr<tlm::v1::Tuning::Stub> tuning_;
@@ -57,6 +63,10 @@ class Cluster {
 
 // A dense workload message.
 tlm::v1::Workload Dense(int64_t m, int64_t n, int64_t k);
+
+// Writes a self-signed certificate for 127.0.0.1 and its key (PEM) with
+// openssl; returns false if openssl failed.
+bool MakeSelfSignedCertificate(const std::string& cert_file, const std::string& key_file);
 
 // Runs one integer query against a SQLite file (read-only); -1 on error.
 int64_t QueryInt(const std::string& db_path, const std::string& sql);

@@ -336,15 +336,60 @@ TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
   CHECK_THAT(missing.err, Catch::Contains("task 999 not found"));
 }
 
-TEST_CASE("tlmd refuses bad flags and a non-loopback address without --allow_remote") {
+TEST_CASE("tlmd refuses bad flags, and a non-loopback address without TLS and a token") {
   const std::string dir = MakeTempDir("flags");
   CommandResult r =
       RunCommand({RunfilePath("server/tlmd"), "--listen=0.0.0.0:0", "--db=" + dir + "/x.db"});
   CHECK(r.exit_code == 2);
-  CHECK_THAT(r.err, Catch::Contains("not a loopback address"));
+  CHECK_THAT(r.err, Catch::Contains("not a loopback address: serving it needs --tls_cert"));
   r = RunCommand({RunfilePath("server/tlmd"), "--max_attempts=0", "--db=" + dir + "/x.db"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("--max_attempts must be at least 1"));
+  r = RunCommand(
+      {RunfilePath("server/tlmd"), "--auth_token_file=" + dir + "/none", "--db=" + dir + "/x.db"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("only accepted over TLS"));
+  r = RunCommand({RunfilePath("server/tlmd"), "--tls_cert=" + dir + "/missing.pem",
+                  "--tls_key=" + dir + "/missing.key", "--db=" + dir + "/x.db"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--tls_cert: cannot read"));
+}
+
+TEST_CASE("over TLS with a token, workers and tlmctl work and strangers are refused") {
+  Cluster cluster;
+  const std::string cert = cluster.dir() + "/cert.pem";
+  const std::string key = cluster.dir() + "/key.pem";
+  const std::string token = cluster.dir() + "/token";
+  const std::string wrong = cluster.dir() + "/wrong";
+  REQUIRE(MakeSelfSignedCertificate(cert, key));
+  std::ofstream(token) << "s3cret-token\n";
+  std::ofstream(wrong) << "guess\n";
+  cluster.UseTls(cert, token);
+  REQUIRE(cluster.StartServer(
+      {"--tls_cert=" + cert, "--tls_key=" + key, "--auth_token_file=" + token}));
+  cluster.StartWorker("w1");
+  INFO(cluster.Logs());
+  REQUIRE(cluster.WaitForWorkers(1));
+  const tlm::v1::Task task = Submit(cluster, DenseTask(16, 16, 16, 6));
+  CHECK(cluster.WatchToEnd(task.id()).state() == tlm::v1::TASK_STATE_SUCCEEDED);
+
+  const std::string ctl = RunfilePath("client/tlmctl");
+  const std::string server = "--server=" + cluster.address();
+  CommandResult ok = RunCommand({ctl, server, "--tls_ca=" + cert, "--token_file=" + token, "list"});
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("succeeded"));
+  CommandResult bad_token =
+      RunCommand({ctl, server, "--tls_ca=" + cert, "--token_file=" + wrong, "list"});
+  CHECK(bad_token.exit_code == 1);
+  CHECK_THAT(bad_token.err, Catch::Contains("wrong bearer token"));
+  CommandResult no_token = RunCommand({ctl, server, "list", "--tls_ca", cert});
+  CHECK(no_token.exit_code == 1);
+  CHECK_THAT(no_token.err, Catch::Contains("missing bearer token"));
+  CommandResult plaintext = RunCommand({ctl, server, "list"});
+  CHECK(plaintext.exit_code == 3);
+  CommandResult token_without_tls = RunCommand({ctl, server, "--token_file=" + token, "list"});
+  CHECK(token_without_tls.exit_code == 1);
+  CHECK_THAT(token_without_tls.err, Catch::Contains("only sent over TLS"));
 }
 
 }  // namespace
