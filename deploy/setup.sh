@@ -9,7 +9,9 @@ PACKAGES=(
   # rpc and serialization
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # core libraries
-  libabsl-dev libspdlog-dev libsqlite3-dev
+  libabsl-dev libspdlog-dev libsqlite3-dev llvm-15-dev
+  # benchmark baseline
+  libopenblas-dev
   # tests
   catch2
   # tools used by the main job and tests

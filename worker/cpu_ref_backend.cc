@@ -4,14 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
-#include "spdlog/spdlog.h"
 
 namespace tlm::worker {
 namespace {
@@ -48,49 +44,6 @@ tlm::v1::MeasureResult Failure(tlm::v1::ErrorKind kind, const char* stage,
 }
 
 }  // namespace
-
-DenseData MakeDenseData(const program::DenseWorkload& w) {
-  DenseData d;
-  d.workload = w;
-  std::mt19937 rng(20240101);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  d.a.resize(w.m * w.k);
-  d.b.resize(w.k * w.n);
-  for (float& x : d.a) x = uniform(rng);
-  for (float& x : d.b) x = uniform(rng);
-  if (w.has_bias()) {
-    d.bias.resize(w.n);
-    for (float& x : d.bias) x = uniform(rng);
-  }
-  d.expected.assign(w.m * w.n, 0.0);
-  std::vector<double> magnitude(w.m * w.n, 0.0);
-  for (int64_t i = 0; i < w.m; ++i) {
-    for (int64_t k = 0; k < w.k; ++k) {
-      const double a = d.a[i * w.k + k];
-      for (int64_t j = 0; j < w.n; ++j) {
-        const double p = a * d.b[k * w.n + j];
-        d.expected[i * w.n + j] += p;
-        magnitude[i * w.n + j] += std::fabs(p);
-      }
-    }
-  }
-  for (Epilogue e : w.epilogue) {
-    for (int64_t i = 0; i < w.m; ++i) {
-      for (int64_t j = 0; j < w.n; ++j) {
-        double& x = d.expected[i * w.n + j];
-        if (e == Epilogue::kBias) {
-          x += d.bias[j];
-          magnitude[i * w.n + j] += std::fabs(d.bias[j]);
-        } else {
-          x = std::max(x, 0.0);
-        }
-      }
-    }
-  }
-  d.tolerance.resize(magnitude.size());
-  for (size_t n = 0; n < magnitude.size(); ++n) d.tolerance[n] = 1e-5 * magnitude[n] + 1e-6;
-  return d;
-}
 
 void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias, float* c) {
   const program::DenseWorkload& w = p.workload;
@@ -182,7 +135,9 @@ std::string CpuModelName() {
   return "unknown CPU";
 }
 
-CpuRefBackend::CpuRefBackend(Options options) : options_(options) {}
+CpuRefBackend::CpuRefBackend(Options options) {
+  harness_.set_corrupt_output_for_testing(options.corrupt_output_for_testing);
+}
 
 tlm::v1::WorkerCapabilities CpuRefBackend::Capabilities() const {
   tlm::v1::WorkerCapabilities caps;
@@ -193,81 +148,21 @@ tlm::v1::WorkerCapabilities CpuRefBackend::Capabilities() const {
   return caps;
 }
 
-const DenseData& CpuRefBackend::DataFor(const program::DenseWorkload& workload) {
-  if (!data_.has_value() || data_->workload != workload) {
-    const auto start = std::chrono::steady_clock::now();
-    data_.reset();
-    data_ = MakeDenseData(workload);
-    output_.assign(workload.m * workload.n, 0.0f);
-    spdlog::debug("prepared inputs and reference for {} in {:.3f} s",
-                  program::WorkloadSummary(workload), Seconds(start));
-  }
-  return *data_;
-}
-
 tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
-                                              const tlm::v1::MeasureOptions& raw_options) {
-  const tlm::v1::MeasureOptions options = WithDefaults(raw_options);
+                                              const tlm::v1::MeasureOptions& options) {
   const auto build_start = std::chrono::steady_clock::now();
   absl::StatusOr<DenseProgram> parsed = program::ProgramFromProto(program);
   if (!parsed.ok()) {
     return Failure(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
                    std::string(parsed.status().message()));
   }
-  // Preparing inputs and the reference (once per workload) counts as building.
-  const DenseData& data = DataFor(parsed->workload);
-  const double build_seconds = Seconds(build_start);
-
-  const program::DenseWorkload& w = parsed->workload;
-  const float* bias = data.bias.empty() ? nullptr : data.bias.data();
-  float* c = output_.data();
-  const absl::Time deadline = absl::Now() + absl::Seconds(options.run_timeout_s());
-  const auto run_start = std::chrono::steady_clock::now();
-  auto call = [&] {
-    RunDense(*parsed, data.a.data(), data.b.data(), bias, c);
-    if (options_.corrupt_output_for_testing) c[(w.m * w.n) / 2] += 0.5f;
-  };
-
-  tlm::v1::MeasureResult result;
-  if (!options.skip_check()) {
-    call();
-    double max_error = 0;
-    int64_t worst = -1;
-    for (int64_t n = 0; n < w.m * w.n; ++n) {
-      const double error = std::fabs(c[n] - data.expected[n]);
-      max_error = std::max(max_error, error);
-      if (!(error <= data.tolerance[n]) && worst < 0) worst = n;
-    }
-    result.set_max_abs_error(max_error);
-    if (worst >= 0) {
-      tlm::v1::MeasureResult failure = Failure(
-          tlm::v1::ERROR_KIND_WRONG_ANSWER, "check",
-          absl::StrFormat("C[%d, %d] = %.6g, expected %.6g (tolerance %.3g); max abs error %.3g",
-                          worst / w.n, worst % w.n, c[worst], data.expected[worst],
-                          data.tolerance[worst], max_error));
-      failure.set_max_abs_error(max_error);
-      failure.set_build_seconds(build_seconds);
-      failure.set_run_seconds(Seconds(run_start));
-      return failure;
-    }
-  }
-
-  absl::StatusOr<Timing> timing = TimeCalls(
-      call, options, [this] { flusher_.Flush(); }, deadline);
-  result.set_build_seconds(build_seconds);
-  result.set_run_seconds(Seconds(run_start));
-  if (!timing.ok()) {
-    result.set_error_kind(tlm::v1::ERROR_KIND_RUN_TIMEOUT);
-    result.set_error_stage("run");
-    result.set_error_message(std::string(timing.status().message()));
-    return result;
-  }
-  result.set_error_kind(tlm::v1::ERROR_KIND_NONE);
-  for (double s : timing->repeat_seconds) result.add_repeat_seconds(s);
-  result.set_median_seconds(timing->median_seconds);
-  result.set_number(timing->number);
-  result.set_source(RenderLoopNest(*parsed));
-  return result;
+  const DenseProgram& p = *parsed;
+  return harness_.Measure(
+      p,
+      [&p](const float* a, const float* b, const float* bias, float* c) {
+        RunDense(p, a, b, bias, c);
+      },
+      options, Seconds(build_start), RenderLoopNest(p));
 }
 
 }  // namespace tlm::worker

@@ -12,24 +12,9 @@
 
 #include "program/program.h"
 #include "worker/backend.h"
-#include "worker/timing.h"
+#include "worker/dense_harness.h"
 
 namespace tlm::worker {
-
-// Inputs of a dense workload and its reference output.
-struct DenseData {
-  program::DenseWorkload workload;
-  std::vector<float> a;           // M x K, row-major, uniform in [-1, 1]
-  std::vector<float> b;           // K x N
-  std::vector<float> bias;        // N (empty without a bias epilogue)
-  std::vector<double> expected;   // M x N, computed in double precision
-  std::vector<double> tolerance;  // M x N, allowed absolute error per element
-};
-
-// Random inputs (fixed seed) and the reference output with its tolerance:
-// 1e-5 * sum_k |a*b| (+ |bias|) + 1e-6 per element, far above fp32 rounding
-// for any summation order and far below the error of a wrong loop nest.
-DenseData MakeDenseData(const program::DenseWorkload& workload);
 
 // C = epilogue(A * B) with the program's loop nest; c has M*N elements.
 void RunDense(const program::DenseProgram& p, const float* a, const float* b, const float* bias,
@@ -54,13 +39,7 @@ class CpuRefBackend final : public Backend {
                                  const tlm::v1::MeasureOptions& options) override;
 
  private:
-  // Inputs for `workload`, reused while consecutive programs share it.
-  const DenseData& DataFor(const program::DenseWorkload& workload);
-
-  const Options options_;
-  std::optional<DenseData> data_;
-  std::vector<float> output_;
-  CacheFlusher flusher_;
+  DenseHarness harness_;
 };
 
 // CPU model name from /proc/cpuinfo ("unknown CPU" if unreadable).

@@ -1,4 +1,5 @@
 #include "worker/cpu_ref_backend.h"
+#include "worker/dense_harness.h"
 
 #include <catch2/catch.hpp>
 #include <random>

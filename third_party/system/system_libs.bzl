@@ -12,26 +12,21 @@ Flags are read from pkg-config at fetch time, never copied by hand:
 _SETUP_HINT = "run deploy/setup.sh to install the build dependencies"
 
 def _split(text):
-    return [t for t in text.strip().split(" ") if t]
+    return [t for t in text.replace("\n", " ").replace("\t", " ").strip().split(" ") if t]
 
-def _pkg_config(ctx, args):
-    pkg_config = ctx.which("pkg-config")
-    if pkg_config == None:
-        fail("pkg-config not found; " + _SETUP_HINT)
-    result = ctx.execute([pkg_config] + args + ctx.attr.modules)
+def _run_tool(ctx, tool, args):
+    path = ctx.which(tool)
+    if path == None:
+        fail("%s not found; %s" % (tool, _SETUP_HINT))
+    result = ctx.execute([path] + args)
     if result.return_code != 0:
-        fail("pkg-config %s failed for %s: %s; %s" % (
-            " ".join(args),
-            ", ".join(ctx.attr.modules),
-            result.stderr.strip(),
-            _SETUP_HINT,
-        ))
+        fail("%s %s failed: %s; %s" % (tool, " ".join(args), result.stderr.strip(), _SETUP_HINT))
     return _split(result.stdout)
 
-def _pkg_config_library_impl(ctx):
+def _write_library(ctx, tokens, linkopts, source):
+    """Writes BUILD.bazel with a cc_library from compiler and linker flags."""
     defines = []
     includes = []
-    tokens = _pkg_config(ctx, ["--cflags"])
     i = 0
     for _ in range(len(tokens)):
         if i >= len(tokens):
@@ -56,9 +51,8 @@ def _pkg_config_library_impl(ctx):
         ctx.symlink(path, local)
         include_dirs.append(local)
 
-    linkopts = _pkg_config(ctx, ["--libs"])
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
-    ctx.file("BUILD.bazel", """# Generated from pkg-config: {modules}
+    ctx.file("BUILD.bazel", """# Generated from {source}
 cc_library(
     name = "{name}",
     hdrs = glob([{hdr_globs}]),
@@ -68,13 +62,22 @@ cc_library(
     visibility = ["//visibility:public"],
 )
 """.format(
-        modules = " ".join(ctx.attr.modules),
+        source = source,
         name = ctx.name,
         hdr_globs = ", ".join(['"%s/**"' % d for d in include_dirs]),
         includes = repr(include_dirs),
         defines = repr(defines),
         linkopts = repr(linkopts),
     ))
+
+def _pkg_config_library_impl(ctx):
+    modules = ctx.attr.modules
+    _write_library(
+        ctx,
+        _run_tool(ctx, "pkg-config", ["--cflags"] + modules),
+        _run_tool(ctx, "pkg-config", ["--libs"] + modules),
+        "pkg-config: " + " ".join(modules),
+    )
 
 pkg_config_library = repository_rule(
     implementation = _pkg_config_library_impl,
@@ -84,4 +87,23 @@ pkg_config_library = repository_rule(
     environ = ["PKG_CONFIG_PATH"],
     local = True,
     doc = "A cc_library named like the repository, with flags from pkg-config.",
+)
+
+def _llvm_config_library_impl(ctx):
+    tool = ctx.attr.llvm_config
+    _write_library(
+        ctx,
+        _run_tool(ctx, tool, ["--cppflags"]),
+        _run_tool(ctx, tool, ["--ldflags", "--libs", "--system-libs"] + ctx.attr.components),
+        "%s: %s" % (tool, " ".join(ctx.attr.components)),
+    )
+
+llvm_config_library = repository_rule(
+    implementation = _llvm_config_library_impl,
+    attrs = {
+        "llvm_config": attr.string(mandatory = True, doc = "e.g. llvm-config-15"),
+        "components": attr.string_list(mandatory = True, doc = "LLVM components to link"),
+    },
+    local = True,
+    doc = "A cc_library named like the repository, with flags from llvm-config.",
 )
