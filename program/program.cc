@@ -15,6 +15,8 @@
 namespace tlm::program {
 namespace {
 
+int AxisIndex(char axis) { return axis == 'i' ? 0 : axis == 'j' ? 1 : 2; }
+
 absl::Status CheckAxis(const char* axis, const char* extent_name, int64_t extent,
                        const AxisTiling& t) {
   if (t.middle < 1 || t.inner < 1) {
@@ -170,6 +172,39 @@ absl::StatusOr<DenseProgram> ProgramFromProto(const tlm::v1::Program& proto) {
                                                    HashText(proto.text()), ")"));
   }
   return Parse(proto.text());
+}
+
+std::string PrintLoopNest(const DenseProgram& p) {
+  const program::DenseWorkload& w = p.workload;
+  const program::DenseSchedule& s = p.schedule;
+  const program::AxisTiling* tiling[3] = {&s.i, &s.j, &s.k};
+  const int64_t extent[3] = {w.m, w.n, w.k};
+  const char names[3] = {'i', 'j', 'k'};
+  std::string out = absl::StrCat("C[0:", w.m, ", 0:", w.n, "] = 0\n");
+  std::string indent;
+  for (char axis : s.order) {
+    const int x = AxisIndex(axis);
+    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".outer in 0..",
+                    extent[x] / (tiling[x]->middle * tiling[x]->inner), ":\n");
+    indent += "  ";
+  }
+  for (char axis : s.order) {
+    const int x = AxisIndex(axis);
+    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".middle in 0..",
+                    tiling[x]->middle, ":\n");
+    indent += "  ";
+  }
+  for (int x : {0, 2, 1}) {
+    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".inner in 0..",
+                    tiling[x]->inner, ":\n");
+    indent += "  ";
+  }
+  absl::StrAppend(&out, indent, "C[i, j] += A[i, k] * B[k, j]\n");
+  for (Epilogue e : w.epilogue) {
+    absl::StrAppend(&out, e == Epilogue::kBias ? "C[i, j] += bias[j]" : "C[i, j] = max(C[i, j], 0)",
+                    "  for all i, j\n");
+  }
+  return out;
 }
 
 DenseProgram DefaultProgram(const DenseWorkload& w) {

@@ -75,6 +75,9 @@ tlm::v1::Program ProgramToProto(const DenseProgram& p);
 // Parses program.text; the hash, when present, must match the text.
 absl::StatusOr<DenseProgram> ProgramFromProto(const tlm::v1::Program& proto);
 
+// The loop nest the schedule describes, as readable pseudo-code.
+std::string PrintLoopNest(const DenseProgram& p);
+
 // The untuned schedule: no tiling, loops in i, j, k order.
 DenseProgram DefaultProgram(const DenseWorkload& w);
 

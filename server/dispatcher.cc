@@ -1,6 +1,7 @@
 #include "server/dispatcher.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,10 +14,14 @@ constexpr double kDefaultBuildTimeoutS = 30;
 constexpr double kDefaultRunTimeoutS = 60;
 constexpr int kSilentIntervals = 3;
 
-bool Matches(const Job& job, const tlm::v1::RegisterRequest& worker) {
-  const tlm::v1::Target& target = worker.capabilities().target();
-  return job.target.kind() == target.kind() &&
-         (job.target.device().empty() || job.target.device() == target.device());
+JobOutcome GiveUp(Job job, int32_t attempt, std::string message) {
+  JobOutcome outcome;
+  outcome.job = std::move(job);
+  outcome.attempt = attempt;
+  outcome.result.set_error_kind(tlm::v1::ERROR_KIND_UNKNOWN);
+  outcome.result.set_error_stage("dispatch");
+  outcome.result.set_error_message(std::move(message));
+  return outcome;
 }
 
 }  // namespace
@@ -38,7 +43,7 @@ bool WorkerSession::closed() const {
 
 void WorkerSession::Deliver(tlm::v1::MeasureJob job) {
   absl::MutexLock lock(&mu_);
-  outbox_.push_back(std::move(job));
+  if (!closed_) outbox_.push_back(std::move(job));
 }
 
 void WorkerSession::Close() {
@@ -62,36 +67,59 @@ absl::Duration Dispatcher::LeaseFor(const tlm::v1::MeasureOptions& o) const {
   return absl::Seconds(build + run) + options_.lease_margin;
 }
 
-void Dispatcher::Deliver(std::vector<JobOutcome> outcomes) {
+void Dispatcher::Deliver(const std::vector<JobOutcome>& outcomes) {
   for (const JobOutcome& o : outcomes) on_outcome_(o);
 }
 
+void Dispatcher::PushBack(Entry& entry) {
+  entry.position = next_back_++;
+  queues_[{entry.job.target.kind(), entry.job.target.device()}].push_back(entry.job.job_id);
+}
+
+void Dispatcher::PushFront(Entry& entry) {
+  entry.position = next_front_--;
+  queues_[{entry.job.target.kind(), entry.job.target.device()}].push_front(entry.job.job_id);
+}
+
 void Dispatcher::Enqueue(Job job) {
-  absl::MutexLock lock(&mu_);
-  const int64_t id = job.job_id;
-  if (jobs_.count(id) != 0) {
-    spdlog::warn("job {} is already queued or leased; enqueue ignored", id);
-    return;
+  std::vector<JobOutcome> outcomes;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t id = job.job_id;
+    if (jobs_.count(id) != 0) {
+      spdlog::warn("job {} is already queued or leased; enqueue ignored", id);
+      return;
+    }
+    if (job.target.kind().empty()) {
+      spdlog::error("job {} (task {}) has no target kind; giving up on it", id, job.task_id);
+      JobOutcome outcome = GiveUp(std::move(job), 0, "job has no target kind; no worker can take it");
+      outcome.enqueued_at = outcome.completed_at = options_.clock();
+      outcomes.push_back(std::move(outcome));
+    } else {
+      Entry& entry = jobs_[id];
+      entry.job = std::move(job);
+      entry.enqueued_at = options_.clock();
+      PushBack(entry);
+      Assign();
+    }
   }
-  queues_[job.target.kind()].push_back(id);
-  Entry& entry = jobs_[id];
-  entry.job = std::move(job);
-  entry.enqueued_at = options_.clock();
-  Assign();
+  Deliver(outcomes);
 }
 
 int Dispatcher::CancelTask(int64_t task_id) {
   absl::MutexLock lock(&mu_);
   int dropped = 0;
-  for (auto& [kind, queue] : queues_) {
+  for (auto& [key, queue] : queues_) {
     auto keep = std::remove_if(queue.begin(), queue.end(), [&](int64_t id) {
-      if (jobs_.at(id).job.task_id != task_id) return false;
-      jobs_.erase(id);
+      auto it = jobs_.find(id);
+      if (it->second.job.task_id != task_id) return false;
+      jobs_.erase(it);
       ++dropped;
       return true;
     });
     queue.erase(keep, queue.end());
   }
+  if (dropped > 0) spdlog::info("task {}: {} queued jobs dropped", task_id, dropped);
   return dropped;
 }
 
@@ -129,15 +157,20 @@ void Dispatcher::Disconnect(const std::string& worker_id) {
     DropWorker(worker_id, absl::StrCat("worker ", worker_id, " disconnected"), outcomes);
     Assign();
   }
-  Deliver(std::move(outcomes));
+  Deliver(outcomes);
 }
 
 void Dispatcher::Grant(const std::string& worker_id, int32_t credits) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
-  if (it == workers_.end() || credits <= 0) return;
-  it->second.credits += credits;
-  it->second.last_heartbeat = options_.clock();
+  if (it == workers_.end()) return;
+  Worker& worker = it->second;
+  worker.last_heartbeat = options_.clock();
+  if (credits <= 0) {
+    spdlog::warn("worker {} granted {} credits; ignored", worker_id, credits);
+    return;
+  }
+  worker.credits += credits;
   Assign();
 }
 
@@ -151,11 +184,13 @@ bool Dispatcher::Complete(const std::string& worker_id, const tlm::v1::JobResult
   std::vector<JobOutcome> outcomes;
   {
     absl::MutexLock lock(&mu_);
+    auto w = workers_.find(worker_id);
+    if (w != workers_.end()) w->second.last_heartbeat = options_.clock();
     auto it = jobs_.find(result.job_id());
-    if (it == jobs_.end() || !it->second.lease.has_value() ||
+    if (w == workers_.end() || it == jobs_.end() || !it->second.lease.has_value() ||
         it->second.lease->lease_id != result.lease_id() ||
         it->second.lease->worker_id != worker_id) {
-      spdlog::info("ignoring result for job {} lease {} from {}: not a current lease",
+      spdlog::info("ignoring result for job {} lease {} from {}: not a lease it holds now",
                    result.job_id(), result.lease_id(), worker_id);
       return false;
     }
@@ -170,14 +205,10 @@ bool Dispatcher::Complete(const std::string& worker_id, const tlm::v1::JobResult
     outcome.completed_at = options_.clock();
     outcomes.push_back(std::move(outcome));
     jobs_.erase(it);
-    auto w = workers_.find(worker_id);
-    if (w != workers_.end()) {
-      w->second.leased.erase(result.job_id());
-      w->second.last_heartbeat = options_.clock();
-      ++w->second.results;
-    }
+    w->second.leased.erase(result.job_id());
+    ++w->second.results;
   }
-  Deliver(std::move(outcomes));
+  Deliver(outcomes);
   return true;
 }
 
@@ -186,28 +217,22 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   Entry& entry = it->second;
-  const absl::Time leased_at =
-      entry.lease.has_value() ? entry.lease->started : absl::InfinitePast();
   entry.lease.reset();
   if (entry.attempts >= options_.max_attempts) {
     spdlog::warn("job {} (task {}) lost {} times; giving up: {}", job_id, entry.job.task_id,
                  entry.attempts, reason);
-    JobOutcome outcome;
-    outcome.job = std::move(entry.job);
-    outcome.attempt = entry.attempts;
-    outcome.result.set_error_kind(tlm::v1::ERROR_KIND_UNKNOWN);
-    outcome.result.set_error_stage("dispatch");
-    outcome.result.set_error_message(
-        absl::StrCat("no result after ", entry.attempts, " attempts; last attempt: ", reason));
+    JobOutcome outcome =
+        GiveUp(std::move(entry.job), entry.attempts,
+               absl::StrCat("no result after ", entry.attempts, " attempts; last attempt: ", reason));
     outcome.enqueued_at = entry.enqueued_at;
-    outcome.leased_at = leased_at;
+    outcome.leased_at = entry.last_leased_at;
     outcome.completed_at = options_.clock();
     outcomes.push_back(std::move(outcome));
     jobs_.erase(it);
     return;
   }
   spdlog::info("job {} requeued after attempt {}: {}", job_id, entry.attempts, reason);
-  queues_[entry.job.target.kind()].push_front(job_id);
+  PushFront(entry);
 }
 
 void Dispatcher::DropWorker(const std::string& worker_id, const std::string& reason,
@@ -216,38 +241,58 @@ void Dispatcher::DropWorker(const std::string& worker_id, const std::string& rea
   if (it == workers_.end()) return;
   it->second.session->Close();
   std::vector<int64_t> leased(it->second.leased.begin(), it->second.leased.end());
-  std::sort(leased.begin(), leased.end());
   workers_.erase(it);
-  // Reverse order keeps the lost jobs in their original order at the front.
-  for (auto id = leased.rbegin(); id != leased.rend(); ++id) LoseLease(*id, reason, outcomes);
+  // Requeued at the front in reverse queue order, so they keep their order.
+  std::sort(leased.begin(), leased.end(), [this](int64_t a, int64_t b) {
+    return jobs_.at(a).position > jobs_.at(b).position;
+  });
+  for (int64_t id : leased) LoseLease(id, reason, outcomes);
+}
+
+std::deque<int64_t>* Dispatcher::QueueFor(const Worker& worker) {
+  const tlm::v1::Target& target = worker.registration.capabilities().target();
+  std::deque<int64_t>* best = nullptr;
+  int64_t best_position = std::numeric_limits<int64_t>::max();
+  auto consider = [&](const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto q = queues_.find({target.kind(), device});
+    if (q == queues_.end() || q->second.empty()) return;
+    const int64_t position = jobs_.at(q->second.front()).position;
+    if (position < best_position) {
+      best = &q->second;
+      best_position = position;
+    }
+  };
+  consider("");
+  if (!target.device().empty()) consider(target.device());
+  return best;
 }
 
 void Dispatcher::Assign() {
+  if (workers_.empty()) return;
   while (true) {
     bool assigned = false;
     // One job per worker per pass, starting after the last worker served.
     std::vector<std::string> order;
+    order.reserve(workers_.size());
     for (auto it = workers_.upper_bound(last_served_); it != workers_.end(); ++it) {
       order.push_back(it->first);
     }
-    for (auto it = workers_.begin(); it != workers_.end() && it->first <= last_served_; ++it) {
+    for (auto it = workers_.begin(); it != workers_.end() && order.size() < workers_.size();
+         ++it) {
       order.push_back(it->first);
     }
     for (const std::string& id : order) {
       Worker& worker = workers_.at(id);
       if (worker.credits <= 0) continue;
-      auto queue = queues_.find(worker.registration.capabilities().target().kind());
-      if (queue == queues_.end()) continue;
-      auto pick = std::find_if(queue->second.begin(), queue->second.end(), [&](int64_t job_id) {
-        return Matches(jobs_.at(job_id).job, worker.registration);
-      });
-      if (pick == queue->second.end()) continue;
-      Entry& entry = jobs_.at(*pick);
-      queue->second.erase(pick);
+      std::deque<int64_t>* queue = QueueFor(worker);
+      if (queue == nullptr) continue;
+      Entry& entry = jobs_.at(queue->front());
+      queue->pop_front();
       ++entry.attempts;
       const absl::Duration lease = LeaseFor(entry.job.options);
       const absl::Time now = options_.clock();
       entry.lease = Lease{next_lease_id_++, id, now, now + lease};
+      entry.last_leased_at = now;
       --worker.credits;
       worker.leased.insert(entry.job.job_id);
       tlm::v1::MeasureJob message;
@@ -257,6 +302,8 @@ void Dispatcher::Assign() {
       *message.mutable_options() = entry.job.options;
       message.set_attempt(entry.attempts);
       message.set_lease_ms(absl::ToInt64Milliseconds(lease));
+      spdlog::debug("job {} leased to {} (lease {}, attempt {})", entry.job.job_id, id,
+                    message.lease_id(), message.attempt());
       worker.session->Deliver(std::move(message));
       last_served_ = id;
       assigned = true;
@@ -281,19 +328,25 @@ void Dispatcher::Tick() {
                    kSilentIntervals);
       DropWorker(id, absl::StrCat("worker ", id, " went silent"), outcomes);
     }
-    std::vector<int64_t> expired;
-    for (const auto& [id, entry] : jobs_) {
-      if (entry.lease.has_value() && entry.lease->deadline < now) expired.push_back(id);
+    // Every lease belongs to a connected worker, so only their jobs can expire.
+    std::vector<int64_t> expired_ids;
+    for (auto& [id, worker] : workers_) {
+      for (int64_t job_id : worker.leased) {
+        if (jobs_.at(job_id).lease->deadline < now) expired_ids.push_back(job_id);
+      }
     }
-    for (int64_t id : expired) {
-      const std::string worker_id = jobs_.at(id).lease->worker_id;
-      auto w = workers_.find(worker_id);
-      if (w != workers_.end()) w->second.leased.erase(id);
-      LoseLease(id, absl::StrCat("lease expired on worker ", worker_id), outcomes);
+    // Requeued at the front in reverse queue order, so they keep their order.
+    std::sort(expired_ids.begin(), expired_ids.end(), [this](int64_t a, int64_t b) {
+      return jobs_.at(a).position > jobs_.at(b).position;
+    });
+    for (int64_t job_id : expired_ids) {
+      const std::string worker_id = jobs_.at(job_id).lease->worker_id;
+      workers_.at(worker_id).leased.erase(job_id);
+      LoseLease(job_id, absl::StrCat("lease expired on worker ", worker_id), outcomes);
     }
     Assign();
   }
-  Deliver(std::move(outcomes));
+  Deliver(outcomes);
 }
 
 void Dispatcher::Start() {
@@ -313,15 +366,18 @@ void Dispatcher::Stop() {
 std::vector<tlm::v1::QueueStatus> Dispatcher::Queues() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, tlm::v1::QueueStatus> by_kind;
-  for (const auto& [kind, queue] : queues_)
-    by_kind[kind].set_queued(static_cast<int32_t>(queue.size()));
-  for (const auto& [id, entry] : jobs_) {
-    if (entry.lease.has_value()) {
-      tlm::v1::QueueStatus& q = by_kind[entry.job.target.kind()];
+  for (const auto& [key, queue] : queues_) {
+    tlm::v1::QueueStatus& q = by_kind[key.first];
+    q.set_queued(q.queued() + static_cast<int32_t>(queue.size()));
+  }
+  for (const auto& [id, worker] : workers_) {
+    for (int64_t job_id : worker.leased) {
+      tlm::v1::QueueStatus& q = by_kind[jobs_.at(job_id).job.target.kind()];
       q.set_leased(q.leased() + 1);
     }
   }
   std::vector<tlm::v1::QueueStatus> out;
+  out.reserve(by_kind.size());
   for (auto& [kind, q] : by_kind) {
     q.set_target_kind(kind);
     out.push_back(std::move(q));
@@ -332,12 +388,14 @@ std::vector<tlm::v1::QueueStatus> Dispatcher::Queues() const {
 std::vector<tlm::v1::WorkerInfo> Dispatcher::Workers() const {
   absl::MutexLock lock(&mu_);
   std::vector<tlm::v1::WorkerInfo> out;
+  out.reserve(workers_.size());
   for (const auto& [id, worker] : workers_) {
     tlm::v1::WorkerInfo info;
     info.set_worker_id(id);
     info.set_name(worker.registration.name());
     *info.mutable_capabilities() = worker.registration.capabilities();
-    info.set_credits(worker.credits);
+    info.set_credits(static_cast<int32_t>(
+        std::min<int64_t>(worker.credits, std::numeric_limits<int32_t>::max())));
     info.set_in_flight(static_cast<int32_t>(worker.leased.size()));
     info.set_connected_unix_ms(absl::ToUnixMillis(worker.connected_at));
     info.set_last_heartbeat_unix_ms(absl::ToUnixMillis(worker.last_heartbeat));

@@ -88,39 +88,6 @@ void RunDense(const DenseProgram& p, const float* a, const float* b, const float
   ApplyEpilogue(w, bias, c);
 }
 
-std::string RenderLoopNest(const DenseProgram& p) {
-  const program::DenseWorkload& w = p.workload;
-  const program::DenseSchedule& s = p.schedule;
-  const program::AxisTiling* tiling[3] = {&s.i, &s.j, &s.k};
-  const int64_t extent[3] = {w.m, w.n, w.k};
-  const char names[3] = {'i', 'j', 'k'};
-  std::string out = absl::StrCat("C[0:", w.m, ", 0:", w.n, "] = 0\n");
-  std::string indent;
-  for (char axis : s.order) {
-    const int x = AxisIndex(axis);
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".outer in 0..",
-                    extent[x] / (tiling[x]->middle * tiling[x]->inner), ":\n");
-    indent += "  ";
-  }
-  for (char axis : s.order) {
-    const int x = AxisIndex(axis);
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".middle in 0..",
-                    tiling[x]->middle, ":\n");
-    indent += "  ";
-  }
-  for (int x : {0, 2, 1}) {
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".inner in 0..",
-                    tiling[x]->inner, ":\n");
-    indent += "  ";
-  }
-  absl::StrAppend(&out, indent, "C[i, j] += A[i, k] * B[k, j]\n");
-  for (Epilogue e : w.epilogue) {
-    absl::StrAppend(&out, e == Epilogue::kBias ? "C[i, j] += bias[j]" : "C[i, j] = max(C[i, j], 0)",
-                    "  for all i, j\n");
-  }
-  return out;
-}
-
 std::string CpuModelName() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -162,7 +129,7 @@ tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
       [&p](const float* a, const float* b, const float* bias, float* c) {
         RunDense(p, a, b, bias, c);
       },
-      options, Seconds(build_start), RenderLoopNest(p));
+      options, Seconds(build_start), program::PrintLoopNest(p));
 }
 
 }  // namespace tlm::worker

@@ -20,9 +20,6 @@ namespace tlm::worker {
 void RunDense(const program::DenseProgram& p, const float* a, const float* b, const float* bias,
               float* c);
 
-// The loop nest RunDense executes, as readable pseudo-code.
-std::string RenderLoopNest(const program::DenseProgram& p);
-
 class CpuRefBackend final : public Backend {
  public:
   struct Options {

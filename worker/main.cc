@@ -19,6 +19,7 @@
 #include "worker/backend.h"
 #include "worker/cpu_ref_backend.h"
 #include "worker/isolated_backend.h"
+#include "worker/llvm_cpu_backend.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu-ref", "measurement backend");
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
   tlm::worker::BackendRegistry registry;
   registry.Register("cpu-ref", []() -> absl::StatusOr<std::unique_ptr<tlm::worker::Backend>> {
     return std::make_unique<tlm::worker::CpuRefBackend>();
+  });
+  registry.Register("cpu", []() -> absl::StatusOr<std::unique_ptr<tlm::worker::Backend>> {
+    return std::make_unique<tlm::worker::LlvmCpuBackend>();
   });
 
   std::string errors;

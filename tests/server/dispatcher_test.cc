@@ -9,13 +9,21 @@
 namespace tlm::server {
 namespace {
 
+// Thread-safe so that concurrent tests can advance it from several threads.
 class FakeClock {
  public:
-  absl::Time Now() const { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
+  absl::Time Now() const {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
 
  private:
-  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+  mutable absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1700000000);
 };
 
 struct Harness {
@@ -70,9 +78,17 @@ struct Harness {
     return outcomes;
   }
 
+  // Waits (bounded) until at least `n` outcomes have arrived; returns how many did.
+  size_t WaitForOutcomes(size_t n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return outcomes.size() >= n; };
+    mu.AwaitWithTimeout(absl::Condition(&enough), timeout);
+    return outcomes.size();
+  }
+
   FakeClock clock;
   absl::Mutex mu;
-  std::vector<JobOutcome> outcomes;
+  std::vector<JobOutcome> outcomes ABSL_GUARDED_BY(mu);
   std::unique_ptr<Dispatcher> dispatcher;
 };
 
@@ -330,6 +346,239 @@ TEST_CASE("concurrent workers complete every job exactly once") {
   std::map<int64_t, int> seen;
   for (const JobOutcome& o : outcomes) ++seen[o.job.job_id];
   CHECK(seen.size() == kJobs);
+  CHECK(h.dispatcher->pending() == 0);
+}
+
+TEST_CASE("a worker with a device also takes jobs that name no device, oldest first") {
+  Harness h;
+  h.dispatcher->Enqueue(Harness::MakeJob(1, "cuda", 1));
+  h.dispatcher->Enqueue(Harness::MakeJob(2, "cuda", 1, "sm_90"));
+  h.dispatcher->Enqueue(Harness::MakeJob(3, "cuda", 1, "sm_80"));
+  h.dispatcher->Enqueue(Harness::MakeJob(4, "cuda", 1));
+  h.dispatcher->Enqueue(Harness::MakeJob(5, "cpu", 1));
+  auto gpu = h.Connect("cuda", 10, "sm_90");
+  std::vector<int64_t> got;
+  while (auto job = Take(*gpu)) got.push_back(job->job_id());
+  CHECK(got == std::vector<int64_t>{1, 2, 4});
+
+  // A worker without a device takes only jobs that name none.
+  auto any = h.Connect("cuda", 10);
+  CHECK_FALSE(Take(*any).has_value());
+  h.dispatcher->Enqueue(Harness::MakeJob(6, "cuda", 1, "sm_90"));
+  h.dispatcher->Enqueue(Harness::MakeJob(7, "cuda", 1));
+  auto to_any = Take(*any);
+  REQUIRE(to_any.has_value());
+  CHECK(to_any->job_id() == 7);
+  auto to_gpu = Take(*gpu);
+  REQUIRE(to_gpu.has_value());
+  CHECK(to_gpu->job_id() == 6);
+  CHECK(h.dispatcher->pending() == 7);  // 3 and 5 still queued
+}
+
+TEST_CASE("neither a result nor an expired lease gives a credit back") {
+  Harness h;
+  auto w = h.Connect("cpu", 1);
+  for (int id = 1; id <= 3; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  auto first = Take(*w);
+  REQUIRE(first.has_value());
+  CHECK(h.dispatcher->Complete(w->worker_id(), Harness::Result(*first)));
+  CHECK_FALSE(Take(*w).has_value());  // the result did not grant a credit
+  h.dispatcher->Grant(w->worker_id(), 1);
+  auto second = Take(*w);
+  REQUIRE(second.has_value());
+  CHECK(second->job_id() == 2);
+
+  h.clock.Advance(absl::Seconds(21));
+  h.dispatcher->Heartbeat(w->worker_id());
+  h.dispatcher->Tick();
+  CHECK_FALSE(Take(*w).has_value());  // the worker may still be busy with job 2
+  std::vector<tlm::v1::WorkerInfo> workers = h.dispatcher->Workers();
+  REQUIRE(workers.size() == 1);
+  CHECK(workers[0].credits() == 0);
+  CHECK(workers[0].in_flight() == 0);
+  CHECK(workers[0].results() == 1);
+
+  // The requeued job goes ahead of the job that waited behind it.
+  h.dispatcher->Grant(w->worker_id(), 2);
+  auto again = Take(*w);
+  auto third = Take(*w);
+  REQUIRE(again.has_value());
+  REQUIRE(third.has_value());
+  CHECK(again->job_id() == 2);
+  CHECK(again->attempt() == 2);
+  CHECK(third->job_id() == 3);
+  CHECK(third->attempt() == 1);
+  CHECK(third->lease_id() > again->lease_id());
+}
+
+TEST_CASE("a job whose leases keep expiring ends as an UNKNOWN error") {
+  Harness h(/*max_attempts=*/3);
+  auto w = h.Connect("cpu", 3);
+  h.dispatcher->Enqueue(Harness::MakeJob(9));
+  int64_t last_lease = 0;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto job = Take(*w);
+    REQUIRE(job.has_value());
+    CHECK(job->attempt() == attempt);
+    CHECK(job->lease_id() > last_lease);
+    last_lease = job->lease_id();
+    CHECK(h.Outcomes().empty());
+    h.clock.Advance(absl::Seconds(20));
+    h.dispatcher->Heartbeat(w->worker_id());
+    h.dispatcher->Tick();  // exactly at the deadline: still current
+    CHECK(h.dispatcher->Queues()[0].leased() == 1);
+    h.clock.Advance(absl::Milliseconds(1));
+    h.dispatcher->Heartbeat(w->worker_id());
+    h.dispatcher->Tick();
+  }
+  const std::vector<JobOutcome> outcomes = h.Outcomes();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].job.job_id == 9);
+  CHECK(outcomes[0].worker_id.empty());
+  CHECK(outcomes[0].attempt == 3);
+  CHECK(outcomes[0].result.error_kind() == tlm::v1::ERROR_KIND_UNKNOWN);
+  CHECK_THAT(outcomes[0].result.error_message(), Catch::Contains("no result after 3 attempts"));
+  CHECK_THAT(outcomes[0].result.error_message(), Catch::Contains("lease expired"));
+  CHECK(outcomes[0].completed_at - outcomes[0].enqueued_at == absl::Milliseconds(60003));
+  CHECK(h.dispatcher->pending() == 0);
+  CHECK_FALSE(Take(*w).has_value());
+}
+
+TEST_CASE("workers are listed in connection order with live counters") {
+  Harness h;
+  std::vector<std::shared_ptr<WorkerSession>> sessions;
+  for (int i = 0; i < 11; ++i) sessions.push_back(h.Connect("cpu", 0));
+  h.dispatcher->Grant(sessions[9]->worker_id(), 3);
+  h.dispatcher->Enqueue(Harness::MakeJob(1));
+  h.clock.Advance(absl::Milliseconds(1500));
+  h.dispatcher->Heartbeat(sessions[9]->worker_id());
+  std::vector<tlm::v1::WorkerInfo> workers = h.dispatcher->Workers();
+  REQUIRE(workers.size() == 11);
+  for (int i = 0; i < 11; ++i) CHECK(workers[i].worker_id() == "w-" + std::to_string(i + 1));
+  const tlm::v1::WorkerInfo& busy = workers[9];
+  CHECK(busy.name() == "cpu-worker");
+  CHECK(busy.capabilities().target().kind() == "cpu");
+  CHECK(busy.credits() == 2);
+  CHECK(busy.in_flight() == 1);
+  CHECK(busy.last_heartbeat_unix_ms() - busy.connected_unix_ms() == 1500);
+  CHECK(workers[0].in_flight() == 0);
+}
+
+TEST_CASE("jobs are spread round-robin over three workers") {
+  Harness h;
+  std::vector<std::shared_ptr<WorkerSession>> sessions;
+  for (int i = 0; i < 3; ++i) sessions.push_back(h.Connect("cpu", 10));
+  for (int id = 1; id <= 9; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  for (auto& s : sessions) {
+    int n = 0;
+    while (Take(*s)) ++n;
+    CHECK(n == 3);
+  }
+}
+
+TEST_CASE("a job without a target kind ends at once; a duplicate enqueue is ignored") {
+  Harness h;
+  auto w = h.Connect("cpu", 2);
+  h.dispatcher->Enqueue(Harness::MakeJob(1, ""));
+  REQUIRE(h.Outcomes().size() == 1);
+  CHECK(h.Outcomes()[0].result.error_kind() == tlm::v1::ERROR_KIND_UNKNOWN);
+  CHECK_THAT(h.Outcomes()[0].result.error_message(), Catch::Contains("target kind"));
+  CHECK(h.dispatcher->pending() == 0);
+
+  h.dispatcher->Enqueue(Harness::MakeJob(2));
+  h.dispatcher->Enqueue(Harness::MakeJob(2));
+  CHECK(h.dispatcher->pending() == 1);
+  REQUIRE(Take(*w).has_value());
+  CHECK_FALSE(Take(*w).has_value());
+}
+
+TEST_CASE("the outcome callback may call back into the dispatcher") {
+  FakeClock clock;
+  Dispatcher* self = nullptr;
+  std::vector<int64_t> done;
+  Dispatcher::Options options;
+  options.clock = [&clock] { return clock.Now(); };
+  Dispatcher dispatcher(options, [&](const JobOutcome& o) {
+    done.push_back(o.job.job_id);
+    if (o.job.job_id < 3) self->Enqueue(Harness::MakeJob(o.job.job_id + 1));
+    self->Queues();
+  });
+  self = &dispatcher;
+  tlm::v1::RegisterRequest r;
+  r.mutable_capabilities()->mutable_target()->set_kind("cpu");
+  r.mutable_capabilities()->set_max_in_flight(1);
+  std::shared_ptr<WorkerSession> w = dispatcher.Connect(r).value();
+  dispatcher.Enqueue(Harness::MakeJob(1));
+  for (int i = 0; i < 3; ++i) {
+    dispatcher.Grant(w->worker_id(), 1);
+    auto job = Take(*w);
+    REQUIRE(job.has_value());
+    CHECK(dispatcher.Complete(w->worker_id(), Harness::Result(*job)));
+  }
+  CHECK(done == std::vector<int64_t>{1, 2, 3});
+  CHECK(dispatcher.pending() == 0);
+}
+
+TEST_CASE("results racing lease expiry, silence and disconnects end every job exactly once") {
+  Harness h;  // leases of 20 s, heartbeats every 1 s
+  constexpr int kJobs = 300;
+  constexpr int kWorkers = 4;
+  for (int id = 1; id <= kJobs; ++id) h.dispatcher->Enqueue(Harness::MakeJob(id));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWorkers; ++t) {
+    threads.emplace_back([&, t] {
+      std::shared_ptr<WorkerSession> s = h.Connect("cpu", 2);
+      int handled = 0;
+      while (!stop) {
+        if (s->closed()) s = h.Connect("cpu", 2);  // dropped as silent: come back
+        h.dispatcher->Heartbeat(s->worker_id());
+        std::optional<tlm::v1::MeasureJob> job = s->NextJob(absl::Milliseconds(1));
+        if (!job.has_value()) {
+          // Idle: let time pass so that unanswered leases expire.
+          h.clock.Advance(absl::Milliseconds(100));
+          h.dispatcher->Tick();
+          continue;
+        }
+        ++handled;
+        h.clock.Advance(absl::Milliseconds(500));
+        h.dispatcher->Tick();
+        if ((handled + t) % 11 == 0) {  // the program "killed" the worker
+          h.dispatcher->Disconnect(s->worker_id());
+          s = h.Connect("cpu", 2);
+          continue;
+        }
+        if ((handled + t) % 7 == 0) {  // hung: never answered, the lease expires
+          h.dispatcher->Grant(s->worker_id(), 1);
+          continue;
+        }
+        h.dispatcher->Complete(s->worker_id(), Harness::Result(*job));
+        h.dispatcher->Complete(s->worker_id(), Harness::Result(*job));  // duplicate
+        h.dispatcher->Grant(s->worker_id(), 1);
+      }
+    });
+  }
+  const size_t arrived = h.WaitForOutcomes(kJobs, absl::Seconds(60));
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  CHECK(arrived == kJobs);
+
+  const std::vector<JobOutcome> outcomes = h.Outcomes();
+  CHECK(outcomes.size() == kJobs);
+  std::map<int64_t, int> seen;
+  for (const JobOutcome& o : outcomes) {
+    ++seen[o.job.job_id];
+    CHECK(o.attempt >= 1);
+    CHECK(o.attempt <= 3);
+    if (o.worker_id.empty()) {
+      CHECK(o.result.error_kind() == tlm::v1::ERROR_KIND_UNKNOWN);
+      CHECK(o.attempt == 3);
+    } else {
+      CHECK(o.result.error_kind() == tlm::v1::ERROR_KIND_NONE);
+    }
+  }
+  CHECK(seen.size() == kJobs);
+  for (const auto& [id, n] : seen) CHECK(n == 1);
   CHECK(h.dispatcher->pending() == 0);
 }
 

@@ -1,5 +1,4 @@
 #include "worker/cpu_ref_backend.h"
-#include "worker/dense_harness.h"
 
 #include <catch2/catch.hpp>
 #include <random>
@@ -7,6 +6,7 @@
 
 #include "program/program.h"
 #include "program/sampler.h"
+#include "worker/dense_harness.h"
 
 namespace tlm::worker {
 namespace {
