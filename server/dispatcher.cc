@@ -92,7 +92,8 @@ void Dispatcher::Enqueue(Job job) {
     }
     if (job.target.kind().empty()) {
       spdlog::error("job {} (task {}) has no target kind; giving up on it", id, job.task_id);
-      JobOutcome outcome = GiveUp(std::move(job), 0, "job has no target kind; no worker can take it");
+      JobOutcome outcome =
+          GiveUp(std::move(job), 0, "job has no target kind; no worker can take it");
       outcome.enqueued_at = outcome.completed_at = options_.clock();
       outcomes.push_back(std::move(outcome));
     } else {
@@ -221,9 +222,9 @@ void Dispatcher::LoseLease(int64_t job_id, const std::string& reason,
   if (entry.attempts >= options_.max_attempts) {
     spdlog::warn("job {} (task {}) lost {} times; giving up: {}", job_id, entry.job.task_id,
                  entry.attempts, reason);
-    JobOutcome outcome =
-        GiveUp(std::move(entry.job), entry.attempts,
-               absl::StrCat("no result after ", entry.attempts, " attempts; last attempt: ", reason));
+    JobOutcome outcome = GiveUp(
+        std::move(entry.job), entry.attempts,
+        absl::StrCat("no result after ", entry.attempts, " attempts; last attempt: ", reason));
     outcome.enqueued_at = entry.enqueued_at;
     outcome.leased_at = entry.last_leased_at;
     outcome.completed_at = options_.clock();
@@ -243,9 +244,8 @@ void Dispatcher::DropWorker(const std::string& worker_id, const std::string& rea
   std::vector<int64_t> leased(it->second.leased.begin(), it->second.leased.end());
   workers_.erase(it);
   // Requeued at the front in reverse queue order, so they keep their order.
-  std::sort(leased.begin(), leased.end(), [this](int64_t a, int64_t b) {
-    return jobs_.at(a).position > jobs_.at(b).position;
-  });
+  std::sort(leased.begin(), leased.end(),
+            [this](int64_t a, int64_t b) { return jobs_.at(a).position > jobs_.at(b).position; });
   for (int64_t id : leased) LoseLease(id, reason, outcomes);
 }
 
@@ -277,8 +277,7 @@ void Dispatcher::Assign() {
     for (auto it = workers_.upper_bound(last_served_); it != workers_.end(); ++it) {
       order.push_back(it->first);
     }
-    for (auto it = workers_.begin(); it != workers_.end() && order.size() < workers_.size();
-         ++it) {
+    for (auto it = workers_.begin(); it != workers_.end() && order.size() < workers_.size(); ++it) {
       order.push_back(it->first);
     }
     for (const std::string& id : order) {
@@ -336,9 +335,8 @@ void Dispatcher::Tick() {
       }
     }
     // Requeued at the front in reverse queue order, so they keep their order.
-    std::sort(expired_ids.begin(), expired_ids.end(), [this](int64_t a, int64_t b) {
-      return jobs_.at(a).position > jobs_.at(b).position;
-    });
+    std::sort(expired_ids.begin(), expired_ids.end(),
+              [this](int64_t a, int64_t b) { return jobs_.at(a).position > jobs_.at(b).position; });
     for (int64_t job_id : expired_ids) {
       const std::string worker_id = jobs_.at(job_id).lease->worker_id;
       workers_.at(worker_id).leased.erase(job_id);
