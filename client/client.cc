@@ -10,7 +10,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
     std::shared_ptr<grpc::ChannelCredentials> credentials) {
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(address, credentials);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout))) {
-    return absl::UnavailableError(absl::StrCat("cannot reach tlmd at ", address));
+    return absl::UnavailableError(absl::StrCat("the server at ", address, " is not reachable (no ",
+                                               "connection within ", absl::FormatDuration(timeout),
+                                               ")"));
   }
   return std::unique_ptr<Client>(new Client(address, std::move(channel)));
 }
@@ -29,7 +31,11 @@ absl::Status Client::FromGrpc(const grpc::Status& status) const {
   const auto code = static_cast<absl::StatusCode>(status.error_code());
   if (code == absl::StatusCode::kUnavailable) {
     return absl::UnavailableError(
-        absl::StrCat("tlmd at ", address_, " is not reachable: ", status.error_message()));
+        absl::StrCat("the server at ", address_, " is not reachable: ", status.error_message()));
+  }
+  if (code == absl::StatusCode::kDeadlineExceeded) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the server at ", address_, " did not answer in time: ", status.error_message()));
   }
   return absl::Status(code, status.error_message());
 }

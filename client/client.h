@@ -17,31 +17,46 @@
 
 namespace tlm::client {
 
-// Thread-safe. Unary calls carry a deadline (call_timeout); WatchTask has none.
+// A connection to tlmd's Tuning and Admin services.
+//
+// Errors are the server's gRPC status as an absl::Status with the same code
+// and message. UNAVAILABLE (the server cannot be reached) and
+// DEADLINE_EXCEEDED (it did not answer in time) also name the address.
+// Unary calls carry a deadline of call_timeout (default 30 s); the streams
+// (WatchTask, ExportRecords) have none.
+//
+// Thread-safe once constructed: calls may run concurrently from several
+// threads. set_call_timeout must not race with calls.
 class Client {
  public:
-  // Waits up to `timeout` for the server; UNAVAILABLE names the address when
-  // it cannot be reached.
+  // Opens a channel to `address` (HOST:PORT) and waits up to `timeout` for it
+  // to connect; UNAVAILABLE naming the address when it does not. Plaintext
+  // unless `credentials` says otherwise (see client/credentials.h).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(
       const std::string& address, absl::Duration timeout,
       std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
 
   void set_call_timeout(absl::Duration timeout) { call_timeout_ = timeout; }
+  absl::Duration call_timeout() const { return call_timeout_; }
   const std::string& address() const { return address_; }
 
   absl::StatusOr<tlm::v1::Task> SubmitTask(const tlm::v1::SubmitTaskRequest& request);
   absl::StatusOr<tlm::v1::Task> GetTask(int64_t task_id);
-  // Calls on_event for each event until the stream ends (OK) or on_event
-  // returns false (OK, stream cancelled).
+  // Calls on_event for each event, in order, on the calling thread. Returns
+  // OK when the server ends the stream normally or when on_event returns false
+  // (the stream is then cancelled); the stream's error otherwise.
   absl::Status WatchTask(int64_t task_id,
                          const std::function<bool(const tlm::v1::TaskEvent&)>& on_event);
   absl::StatusOr<tlm::v1::BestProgram> GetBest(int64_t task_id);
   absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
       int limit, const std::vector<tlm::v1::TaskState>& states);
   absl::StatusOr<tlm::v1::Task> CancelTask(int64_t task_id);
-  // Calls on_record for each exported record (all tasks when task_ids is empty).
+  // Calls on_record for each exported record (all tasks when task_ids is
+  // empty), in the server's order, on the calling thread.
   absl::Status ExportRecords(const std::vector<int64_t>& task_ids,
                              const std::function<void(const tlm::v1::Record&)>& on_record);
+  // Sends every record, then returns the server's answer; the server stores
+  // all of them or none.
   absl::StatusOr<tlm::v1::ImportRecordsResponse> ImportRecords(
       const std::vector<tlm::v1::Record>& records);
   absl::StatusOr<tlm::v1::ServerStatus> GetStatus();
@@ -51,7 +66,8 @@ class Client {
   Client(std::string address, std::shared_ptr<grpc::Channel> channel);
   // Sets the deadline of a unary call.
   void Prepare(grpc::ClientContext& context) const;
-  // The one conversion from grpc::Status.
+  // The one conversion from grpc::Status: same code and message, plus the
+  // address when the code says the server was not reachable or not answering.
   absl::Status FromGrpc(const grpc::Status& status) const;
 
   const std::string address_;
