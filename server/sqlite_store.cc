@@ -2,26 +2,35 @@
 
 #include <sqlite3.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <system_error>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "spdlog/spdlog.h"
 
 namespace tlm::server {
+
+void SqliteConnectionCloser::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+
 namespace {
 
-// Ordered migrations: kMigrations[v - 1] takes a file from version v-1 to v.
+// Ordered migrations: kMigrations[v - 1] takes a file from schema version
+// v - 1 to v. Each runs in its own transaction together with the version bump.
 constexpr const char* kMigrations[] = {
+    // Version 1: workloads, targets, tasks, programs, measurements.
     R"sql(
 CREATE TABLE workloads (
   id INTEGER PRIMARY KEY,
-  key TEXT NOT NULL UNIQUE,      -- canonical form, for deduplication
+  key TEXT NOT NULL UNIQUE,      -- canonical form: op, params by name, epilogue, dtype
   op TEXT NOT NULL,
-  spec BLOB NOT NULL             -- serialized tlm.v1.Workload
+  spec BLOB NOT NULL             -- serialized tlm.v1.Workload, as first submitted
 );
 CREATE TABLE targets (
   id INTEGER PRIMARY KEY,
@@ -36,14 +45,15 @@ CREATE TABLE tasks (
   target_id INTEGER NOT NULL REFERENCES targets (id),
   num_trials INTEGER NOT NULL,
   sampler TEXT NOT NULL,
-  seed INTEGER NOT NULL,         -- uint64 bit pattern
+  seed INTEGER NOT NULL,         -- the uint64 seed's bit pattern
   measure BLOB NOT NULL,         -- serialized tlm.v1.MeasureOptions
   state INTEGER NOT NULL,        -- tlm.v1.TaskState
   message TEXT NOT NULL,
   created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL
 );
-CREATE INDEX tasks_by_state ON tasks (state);
+CREATE INDEX tasks_by_state ON tasks (state, id);
+CREATE INDEX tasks_by_workload ON tasks (workload_id);
 CREATE TABLE programs (
   id INTEGER PRIMARY KEY,
   task_id INTEGER NOT NULL REFERENCES tasks (id),
@@ -79,68 +89,90 @@ CREATE TABLE measurement_repeats (
 constexpr int kKnownVersions = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersions == kSchemaVersion, "one migration per schema version");
 
-// A prepared statement; finalized when it goes out of scope.
+// An error of `db` as a status whose message names the file.
+absl::Status SqliteError(sqlite3* db, int rc) {
+  const char* file = db != nullptr ? sqlite3_db_filename(db, "main") : nullptr;
+  const std::string message =
+      absl::StrCat("dataset ", file != nullptr && *file != '\0' ? file : "(unnamed)", ": ",
+                   db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+      return absl::UnavailableError(message);
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_CORRUPT:
+      return absl::DataLossError(message);
+    case SQLITE_NOTADB:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return absl::FailedPreconditionError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+// A prepared statement, finalized when it goes out of scope. The first
+// failure of prepare, bind or step is kept: later calls do nothing and
+// status() reports it.
 class Statement {
  public:
-  Statement(sqlite3* db, const std::string& sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+  Statement(sqlite3* db, absl::string_view sql) : db_(db) {
+    Check(sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr));
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
-  absl::Status status() const {
-    if (rc_ == SQLITE_OK) return absl::OkStatus();
-    return absl::InternalError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
-  }
-
-  Statement& Bind(int64_t v) {
-    sqlite3_bind_int64(stmt_, ++next_, v);
-    return *this;
-  }
-  Statement& Bind(double v) {
-    sqlite3_bind_double(stmt_, ++next_, v);
-    return *this;
-  }
+  Statement& Bind(int64_t v) { return Check(sqlite3_bind_int64(stmt_, ++next_, v)); }
+  Statement& Bind(double v) { return Check(sqlite3_bind_double(stmt_, ++next_, v)); }
   Statement& Bind(const std::string& v) {
-    sqlite3_bind_text(stmt_, ++next_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
+    return Check(sqlite3_bind_text(stmt_, ++next_, v.data(), static_cast<int>(v.size()),
+                                   SQLITE_TRANSIENT));
   }
   Statement& BindBlob(const std::string& v) {
-    sqlite3_bind_blob(stmt_, ++next_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
+    return Check(sqlite3_bind_blob(stmt_, ++next_, v.data(), static_cast<int>(v.size()),
+                                   SQLITE_TRANSIENT));
   }
 
+  // True while a row is available; false at the end or after a failure.
+  bool Step() {
+    if (rc_ != SQLITE_OK || done_) return false;
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) {
+      done_ = true;
+    } else {
+      Check(rc);
+    }
+    return false;
+  }
+  // Steps through every row.
+  absl::Status Run() {
+    while (Step()) {
+    }
+    return status();
+  }
   // Makes the statement ready to run again with new bindings.
   void Reset() {
+    if (rc_ != SQLITE_OK) return;
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
     next_ = 0;
-    rc_ = SQLITE_OK;
+    done_ = false;
   }
 
-  // True while a row is available; false at the end or on error (see Done).
-  bool Step() {
-    if (rc_ != SQLITE_OK && rc_ != SQLITE_ROW) return false;
-    rc_ = sqlite3_step(stmt_);
-    return rc_ == SQLITE_ROW;
-  }
-  // Runs a statement that returns no rows.
-  absl::Status Run() {
-    Step();
-    return Done();
-  }
-  // OK when the last Step reached the end cleanly.
-  absl::Status Done() const {
-    if (rc_ == SQLITE_DONE || rc_ == SQLITE_ROW) return absl::OkStatus();
-    if ((sqlite3_extended_errcode(db_) & 0xff) == SQLITE_CONSTRAINT) {
-      return absl::AlreadyExistsError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
-    }
-    return absl::InternalError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
-  }
+  const absl::Status& status() const { return status_; }
+  // Primary SQLite result code of the first failure; SQLITE_OK if none.
+  int error_code() const { return rc_ & 0xff; }
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string Text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
     return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
@@ -151,29 +183,49 @@ class Statement {
   }
 
  private:
-  sqlite3* db_;
+  Statement& Check(int rc) {
+    if (rc != SQLITE_OK && rc_ == SQLITE_OK) {
+      rc_ = rc;
+      status_ = SqliteError(db_, rc);
+    }
+    return *this;
+  }
+
+  sqlite3* const db_;
   sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
+  int rc_ = SQLITE_OK;
+  absl::Status status_;
   int next_ = 0;
+  bool done_ = false;
 };
 
-absl::Status Exec(sqlite3* db, const std::string& sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error) == SQLITE_OK) {
-    return absl::OkStatus();
-  }
-  absl::Status status = absl::InternalError(absl::StrCat("sqlite: ", error ? error : "?"));
-  sqlite3_free(error);
-  return status;
+// Runs SQL that binds no values: fixed pragmas, transaction control, migrations.
+absl::Status Exec(sqlite3* db, const char* sql) {
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db, rc);
 }
 
-// A write transaction, rolled back unless committed.
+// A transaction that is rolled back unless committed. A write transaction
+// takes the write lock up front (BEGIN IMMEDIATE), so it waits for other
+// writers at its start rather than failing at commit. A read transaction
+// gives its statements one snapshot and needs no commit.
 class Transaction {
  public:
-  explicit Transaction(sqlite3* db) : db_(db) { status_ = Exec(db, "BEGIN IMMEDIATE"); }
-  ~Transaction() {
-    if (status_.ok() && !committed_) (void)Exec(db_, "ROLLBACK");
+  enum class Mode { kRead, kWrite };
+
+  Transaction(sqlite3* db, Mode mode) : db_(db) {
+    status_ = Exec(db, mode == Mode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN");
   }
+  ~Transaction() {
+    // SQLite may already have rolled back after an I/O error or a full disk.
+    if (status_.ok() && !committed_ && sqlite3_get_autocommit(db_) == 0) {
+      (void)Exec(db_, "ROLLBACK");
+    }
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // OK when the transaction began.
   const absl::Status& status() const { return status_; }
   absl::Status Commit() {
     absl::Status s = Exec(db_, "COMMIT");
@@ -182,36 +234,121 @@ class Transaction {
   }
 
  private:
-  sqlite3* db_;
+  sqlite3* const db_;
   absl::Status status_;
   bool committed_ = false;
 };
 
-// Canonical key of a workload: parameters sorted by name.
+// Canonical, readable key of a workload: equal for workloads that mean the
+// same (parameters in any order, unspecified dtype = float32).
 std::string WorkloadKey(const tlm::v1::Workload& w) {
   std::map<std::string, int64_t> params;
   for (const tlm::v1::WorkloadParam& p : w.params()) params[p.name()] = p.value();
   std::vector<std::string> parts;
   for (const auto& [name, value] : params) parts.push_back(absl::StrCat(name, "=", value));
-  const int dtype = w.dtype() == tlm::v1::DTYPE_UNSPECIFIED ? tlm::v1::DTYPE_FLOAT32 : w.dtype();
-  return absl::StrCat(w.op(), " ", absl::StrJoin(parts, " "),
-                      " epilogue=", absl::StrJoin(w.epilogue(), ","),
+  const tlm::v1::DType dtype =
+      w.dtype() == tlm::v1::DTYPE_UNSPECIFIED ? tlm::v1::DTYPE_FLOAT32 : w.dtype();
+  return absl::StrCat(w.op(), " ", absl::StrJoin(parts, " "), " epilogue=",
+                      w.epilogue().empty() ? "none" : absl::StrJoin(w.epilogue(), ","),
                       " dtype=", tlm::v1::DType_Name(dtype));
 }
 
-absl::Status NotFound(const char* what, int64_t id) {
-  return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
+absl::Status TaskNotFound(int64_t task_id) {
+  return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+}
+
+// Reads the schema version of a file without writing to it: 0 for a new
+// (empty) file. Refuses files that are not tlmd datasets.
+absl::StatusOr<int> ReadSchemaVersion(sqlite3* db, const std::string& path) {
+  bool has_tables = false;
+  bool has_version_table = false;
+  {
+    Statement tables(db, "SELECT name FROM sqlite_master WHERE type = 'table'");
+    while (tables.Step()) {
+      has_tables = true;
+      if (tables.Text(0) == "schema_version") has_version_table = true;
+    }
+    if (tables.error_code() == SQLITE_NOTADB) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot open dataset ", path, ": it is not a SQLite database (", sqlite3_errmsg(db),
+          ")"));
+    }
+    if (!tables.status().ok()) return tables.status();
+  }
+  if (!has_tables) return 0;
+  if (!has_version_table) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open dataset ", path,
+                     ": it is a SQLite database but not a tlmd dataset (no schema_version table)"));
+  }
+  Statement version(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  if (!version.Step()) {
+    if (!version.status().ok()) return version.status();
+    return 0;
+  }
+  return static_cast<int>(version.Int(0));
+}
+
+absl::Status ConfigureConnection(sqlite3* db, const std::string& path) {
+  {
+    Statement wal(db, "PRAGMA journal_mode = WAL");
+    if (!wal.Step()) {
+      if (!wal.status().ok()) return wal.status();
+      return absl::InternalError(absl::StrCat("dataset ", path, ": no answer to journal_mode"));
+    }
+    const std::string mode = absl::AsciiStrToLower(wal.Text(0));
+    if (mode != "wal") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "dataset ", path, ": cannot switch to WAL journal mode (it stays ", mode, ")"));
+    }
+  }
+  if (absl::Status s = Exec(db, "PRAGMA synchronous = FULL"); !s.ok()) return s;
+  return Exec(db, "PRAGMA foreign_keys = ON");
+}
+
+// Applies the migrations after `from`, one transaction each. The version is
+// read again inside each transaction, so a migration is applied once even if
+// another process migrates the same file at the same time.
+absl::Status Migrate(sqlite3* db, const std::string& path, int from) {
+  for (int v = from + 1; v <= kSchemaVersion; ++v) {
+    Transaction tx(db, Transaction::Mode::kWrite);
+    if (!tx.status().ok()) return tx.status();
+    if (absl::Status s =
+            Exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+        !s.ok()) {
+      return s;
+    }
+    int current = 0;
+    {
+      Statement q(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+      if (!q.Step()) return q.status();
+      current = static_cast<int>(q.Int(0));
+    }
+    if (current >= v) continue;
+    if (absl::Status s = Exec(db, kMigrations[v - 1]); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("migrating dataset ", path, " to schema version ",
+                                                 v, ": ", s.message()));
+    }
+    if (absl::Status s = Exec(db, "DELETE FROM schema_version"); !s.ok()) return s;
+    {
+      Statement bump(db, "INSERT INTO schema_version (version) VALUES (?)");
+      if (absl::Status s = bump.Bind(int64_t{v}).Run(); !s.ok()) return s;
+    }
+    if (absl::Status s = tx.Commit(); !s.ok()) return s;
+    spdlog::info("dataset {}: migrated to schema version {}", path, v);
+  }
+  return absl::OkStatus();
 }
 
 constexpr const char* kTaskColumns = R"sql(
   SELECT t.id, t.name, w.spec, g.kind, g.device, t.num_trials, t.sampler, t.seed, t.measure,
          t.state, t.message, t.created_ms, t.updated_ms,
-         (SELECT COUNT(*) FROM measurements m JOIN programs p ON p.id = m.program_id
+         (SELECT COUNT(*) FROM programs p JOIN measurements m ON m.program_id = p.id
            WHERE p.task_id = t.id),
-         (SELECT COUNT(*) FROM measurements m JOIN programs p ON p.id = m.program_id
-           WHERE p.task_id = t.id AND m.error_kind != 1),
-         (SELECT MIN(m.median_seconds) FROM measurements m JOIN programs p ON p.id = m.program_id
-           WHERE p.task_id = t.id AND m.error_kind = 1)
+         (SELECT COUNT(*) FROM programs p JOIN measurements m ON m.program_id = p.id
+           WHERE p.task_id = t.id AND m.error_kind != ?1),
+         (SELECT MIN(m.median_seconds) FROM programs p JOIN measurements m ON m.program_id = p.id
+           WHERE p.task_id = t.id AND m.error_kind = ?1)
   FROM tasks t JOIN workloads w ON w.id = t.workload_id JOIN targets g ON g.id = t.target_id
 )sql";
 
@@ -232,15 +369,16 @@ tlm::v1::Task TaskFromRow(const Statement& row) {
   t.set_updated_unix_ms(row.Int(12));
   t.set_trials_done(static_cast<int32_t>(row.Int(13)));
   t.set_trials_failed(static_cast<int32_t>(row.Int(14)));
-  t.set_best_seconds(row.Double(15));
+  t.set_best_seconds(row.IsNull(15) ? 0.0 : row.Double(15));
   return t;
 }
 
+// Measurements of one task (?1), joined with their programs.
 constexpr const char* kTrialColumns = R"sql(
   SELECT m.id, p.id, p.text, p.hash, m.worker_id, m.measured_ms, m.error_kind, m.error_stage,
          m.error_message, m.median_seconds, m.number, m.build_seconds, m.run_seconds,
          m.max_abs_error, m.source
-  FROM measurements m JOIN programs p ON p.id = m.program_id WHERE p.task_id = ?
+  FROM programs p JOIN measurements m ON m.program_id = p.id WHERE p.task_id = ?1
 )sql";
 
 tlm::v1::Trial TrialFromRow(const Statement& row) {
@@ -266,101 +404,78 @@ tlm::v1::Trial TrialFromRow(const Statement& row) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("the dataset path is empty");
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  std::error_code ec;
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create directory ", parent.string(), ": ", ec.message()));
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot create directory ",
+                                                        parent.string(), " for dataset ", path,
+                                                        ": ", ec.message()));
+    }
   }
-  sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  Connection db(raw);
   if (rc != SQLITE_OK) {
-    absl::Status s = absl::FailedPreconditionError(
-        absl::StrCat("cannot open dataset ", path, ": ", sqlite3_errstr(rc)));
-    sqlite3_close(db);
-    return s;
+    absl::Status s = SqliteError(raw, rc);
+    return absl::Status(s.code(), absl::StrCat("cannot open dataset ", path, ": ",
+                                               raw != nullptr ? sqlite3_errmsg(raw)
+                                                              : sqlite3_errstr(rc)));
   }
-  std::unique_ptr<SqliteStore> store(new SqliteStore(path, db));
-  sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma :
-       {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
-    if (absl::Status s = Exec(db, pragma); !s.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot use dataset ", path, ": ", s.message()));
-    }
-  }
-  absl::MutexLock lock(&store->mu_);
-  if (absl::Status s = store->Migrate(); !s.ok()) return s;
-  return store;
-}
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), 5000);
 
-SqliteStore::~SqliteStore() { sqlite3_close(db_); }
-
-absl::Status SqliteStore::Migrate() {
-  if (absl::Status s =
-          Exec(db_, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-      !s.ok()) {
+  // Nothing is written before the version is known to be one this code reads.
+  absl::StatusOr<int> version = ReadSchemaVersion(db.get(), path);
+  if (!version.ok()) return version.status();
+  if (*version > kSchemaVersion) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot use dataset ", path_, ": ", s.message()));
+        absl::StrCat("dataset ", path, " has schema version ", *version,
+                     " but this tlmd knows versions up to ", kSchemaVersion,
+                     "; open it with a newer tlmd"));
   }
-  int version = 0;
-  {
-    Statement q(db_, "SELECT MAX(version) FROM schema_version");
-    if (!q.status().ok()) return q.status();
-    if (q.Step()) version = static_cast<int>(q.Int(0));
-  }
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat("dataset ", path_, " has schema version ",
-                                                      version, " but this tlmd knows up to ",
-                                                      kSchemaVersion, "; run a newer tlmd"));
-  }
-  for (int v = version + 1; v <= kSchemaVersion; ++v) {
-    Transaction tx(db_);
-    if (!tx.status().ok()) return tx.status();
-    if (absl::Status s = Exec(db_, kMigrations[v - 1]); !s.ok()) {
-      return absl::InternalError(
-          absl::StrCat("migrating ", path_, " to schema version ", v, " failed: ", s.message()));
-    }
-    Statement bump(db_, "INSERT INTO schema_version (version) VALUES (?)");
-    if (absl::Status s = bump.Bind(int64_t{v}).Run(); !s.ok()) return s;
-    if (absl::Status s = tx.Commit(); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+  if (absl::Status s = ConfigureConnection(db.get(), path); !s.ok()) return s;
+  if (absl::Status s = Migrate(db.get(), path, *version); !s.ok()) return s;
+  return std::unique_ptr<SqliteStore>(new SqliteStore(path, std::move(db), kSchemaVersion));
 }
 
 absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskRequest& request,
                                                       int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  sqlite3* db = db_.get();
+  Transaction tx(db, Transaction::Mode::kWrite);
+  if (!tx.status().ok()) return tx.status();
+  int64_t workload_id = 0;
+  {
+    // The no-op update makes RETURNING yield the id of an existing row too.
+    Statement workload(db,
+                       "INSERT INTO workloads (key, op, spec) VALUES (?, ?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id");
+    workload.Bind(WorkloadKey(request.workload()))
+        .Bind(request.workload().op())
+        .BindBlob(request.workload().SerializeAsString());
+    if (!workload.Step()) return workload.status();
+    workload_id = workload.Int(0);
+  }
+  int64_t target_id = 0;
+  {
+    Statement target(db,
+                     "INSERT INTO targets (kind, device) VALUES (?, ?) "
+                     "ON CONFLICT (kind, device) DO UPDATE SET kind = excluded.kind RETURNING id");
+    target.Bind(request.target().kind()).Bind(request.target().device());
+    if (!target.Step()) return target.status();
+    target_id = target.Int(0);
+  }
   int64_t task_id = 0;
   {
-    absl::MutexLock lock(&mu_);
-    Transaction tx(db_);
-    if (!tx.status().ok()) return tx.status();
-    int64_t workload_id = 0;
-    int64_t target_id = 0;
-    {  // RETURNING statements must be finalized before the commit.
-      Statement workload(db_,
-                         "INSERT INTO workloads (key, op, spec) VALUES (?, ?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id");
-      workload.Bind(WorkloadKey(request.workload()))
-          .Bind(request.workload().op())
-          .BindBlob(request.workload().SerializeAsString());
-      if (!workload.Step()) return workload.Done();
-      workload_id = workload.Int(0);
-      Statement target(
-          db_,
-          "INSERT INTO targets (kind, device) VALUES (?, ?) "
-          "ON CONFLICT (kind, device) DO UPDATE SET kind = excluded.kind RETURNING id");
-      target.Bind(request.target().kind()).Bind(request.target().device());
-      if (!target.Step()) return target.Done();
-      target_id = target.Int(0);
-    }
-    Statement task(db_,
+    Statement task(db,
                    "INSERT INTO tasks (name, workload_id, target_id, num_trials, sampler, seed, "
                    "measure, state, message, created_ms, updated_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)");
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?) RETURNING id");
     task.Bind(request.name())
         .Bind(workload_id)
         .Bind(target_id)
@@ -371,163 +486,201 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
         .Bind(int64_t{tlm::v1::TASK_STATE_RUNNING})
         .Bind(now_unix_ms)
         .Bind(now_unix_ms);
-    if (absl::Status s = task.Run(); !s.ok()) return s;
-    task_id = sqlite3_last_insert_rowid(db_);
-    if (absl::Status s = tx.Commit(); !s.ok()) return s;
+    if (!task.Step()) return task.status();
+    task_id = task.Int(0);
   }
-  return GetTask(task_id);
+  if (absl::Status s = tx.Commit(); !s.ok()) return s;
+  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = QueryTasks("WHERE t.id = ?2", {task_id});
+  if (!tasks.ok()) return tasks.status();
+  if (tasks->empty()) return TaskNotFound(task_id);
+  return std::move(tasks->front());
 }
 
 absl::Status SqliteStore::SetTaskState(int64_t task_id, tlm::v1::TaskState state,
                                        const std::string& message, int64_t now_unix_ms) {
   absl::MutexLock lock(&mu_);
-  Statement update(db_, "UPDATE tasks SET state = ?, message = ?, updated_ms = ? WHERE id = ?");
-  if (absl::Status s =
-          update.Bind(int64_t{state}).Bind(message).Bind(now_unix_ms).Bind(task_id).Run();
-      !s.ok()) {
-    return s;
-  }
-  if (sqlite3_changes(db_) == 0) return NotFound("task", task_id);
+  Statement update(db_.get(),
+                   "UPDATE tasks SET state = ?, message = ?, updated_ms = ? WHERE id = ?");
+  update.Bind(int64_t{state}).Bind(message).Bind(now_unix_ms).Bind(task_id);
+  if (absl::Status s = update.Run(); !s.ok()) return s;
+  if (sqlite3_changes(db_.get()) == 0) return TaskNotFound(task_id);
   return absl::OkStatus();
 }
 
+// `where` may use ?2, ?3, ... for `args` (?1 is ERROR_KIND_NONE).
 absl::StatusOr<std::vector<tlm::v1::Task>> SqliteStore::QueryTasks(
     const std::string& where, const std::vector<int64_t>& args) {
-  Statement q(db_, absl::StrCat(kTaskColumns, where));
-  if (!q.status().ok()) return q.status();
+  Statement q(db_.get(), absl::StrCat(kTaskColumns, where));
+  q.Bind(int64_t{tlm::v1::ERROR_KIND_NONE});
   for (int64_t a : args) q.Bind(a);
   std::vector<tlm::v1::Task> tasks;
   while (q.Step()) tasks.push_back(TaskFromRow(q));
-  if (absl::Status s = q.Done(); !s.ok()) return s;
+  if (!q.status().ok()) return q.status();
   return tasks;
 }
 
 absl::StatusOr<tlm::v1::Task> SqliteStore::GetTask(int64_t task_id) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = QueryTasks("WHERE t.id = ?", {task_id});
+  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = QueryTasks("WHERE t.id = ?2", {task_id});
   if (!tasks.ok()) return tasks.status();
-  if (tasks->empty()) return NotFound("task", task_id);
+  if (tasks->empty()) return TaskNotFound(task_id);
   return std::move(tasks->front());
 }
 
 absl::StatusOr<std::vector<tlm::v1::Task>> SqliteStore::ListTasks(
     int limit, const std::vector<tlm::v1::TaskState>& states) {
   absl::MutexLock lock(&mu_);
-  std::vector<int64_t> args(states.begin(), states.end());
+  std::vector<int64_t> args;
   std::string where;
   if (!states.empty()) {
-    where = absl::StrCat("WHERE t.state IN (",
-                         absl::StrJoin(std::vector<std::string>(states.size(), "?"), ", "), ") ");
+    std::vector<std::string> placeholders;
+    for (tlm::v1::TaskState s : states) {
+      args.push_back(s);
+      placeholders.push_back(absl::StrCat("?", args.size() + 1));
+    }
+    where = absl::StrCat("WHERE t.state IN (", absl::StrJoin(placeholders, ", "), ") ");
   }
-  args.push_back(limit);
-  return QueryTasks(absl::StrCat(where, "ORDER BY t.id DESC LIMIT ?"), args);
+  args.push_back(limit > 0 ? limit : -1);  // a negative LIMIT means none
+  return QueryTasks(absl::StrCat(where, "ORDER BY t.id DESC LIMIT ?", args.size() + 1), args);
 }
 
 absl::Status SqliteStore::CheckTaskExists(int64_t task_id) {
-  Statement q(db_, "SELECT 1 FROM tasks WHERE id = ?");
+  Statement q(db_.get(), "SELECT 1 FROM tasks WHERE id = ?");
   q.Bind(task_id);
   if (q.Step()) return absl::OkStatus();
-  if (absl::Status s = q.Done(); !s.ok()) return s;
-  return NotFound("task", task_id);
+  if (!q.status().ok()) return q.status();
+  return TaskNotFound(task_id);
 }
 
 absl::StatusOr<AddedProgram> SqliteStore::AddProgram(int64_t task_id,
                                                      const tlm::v1::Program& program) {
   absl::MutexLock lock(&mu_);
+  sqlite3* db = db_.get();
+  Transaction tx(db, Transaction::Mode::kWrite);
+  if (!tx.status().ok()) return tx.status();
   if (absl::Status s = CheckTaskExists(task_id); !s.ok()) return s;
-  Statement insert(db_,
-                   "INSERT INTO programs (task_id, hash, text, created_ms) "
-                   "VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (task_id, hash) DO NOTHING RETURNING id");
-  insert.Bind(task_id)
-      .Bind(program.hash())
-      .Bind(program.text())
-      .Bind(absl::ToUnixMillis(absl::Now()));
-  if (insert.Step()) return AddedProgram{insert.Int(0), true};
-  if (absl::Status s = insert.Done(); !s.ok()) return s;
-  Statement existing(db_, "SELECT id FROM programs WHERE task_id = ? AND hash = ?");
-  existing.Bind(task_id).Bind(program.hash());
-  if (existing.Step()) return AddedProgram{existing.Int(0), false};
-  return existing.Done();
+  {
+    Statement existing(db, "SELECT id FROM programs WHERE task_id = ? AND hash = ?");
+    existing.Bind(task_id).Bind(program.hash());
+    if (existing.Step()) return AddedProgram{existing.Int(0), false};
+    if (!existing.status().ok()) return existing.status();
+  }
+  int64_t program_id = 0;
+  {
+    Statement insert(db,
+                     "INSERT INTO programs (task_id, hash, text, created_ms) VALUES (?, ?, ?, ?) "
+                     "RETURNING id");
+    insert.Bind(task_id)
+        .Bind(program.hash())
+        .Bind(program.text())
+        .Bind(absl::ToUnixMillis(absl::Now()));
+    if (!insert.Step()) return insert.status();
+    program_id = insert.Int(0);
+  }
+  if (absl::Status s = tx.Commit(); !s.ok()) return s;
+  return AddedProgram{program_id, true};
 }
 
 absl::Status SqliteStore::RecordMeasurement(const MeasurementRecord& record) {
   absl::MutexLock lock(&mu_);
-  Transaction tx(db_);
+  sqlite3* db = db_.get();
+  Transaction tx(db, Transaction::Mode::kWrite);
   if (!tx.status().ok()) return tx.status();
   {
-    Statement program(db_, "SELECT 1 FROM programs WHERE id = ?");
+    Statement program(db,
+                      "SELECT m.id FROM programs p LEFT JOIN measurements m "
+                      "ON m.program_id = p.id WHERE p.id = ?");
     program.Bind(record.program_id);
     if (!program.Step()) {
-      if (absl::Status s = program.Done(); !s.ok()) return s;
-      return NotFound("program", record.program_id);
+      if (!program.status().ok()) return program.status();
+      return absl::NotFoundError(absl::StrCat("program ", record.program_id, " not found"));
     }
-  }
-  const tlm::v1::MeasureResult& r = record.result;
-  Statement insert(db_,
-                   "INSERT INTO measurements (program_id, worker_id, attempt, error_kind, "
-                   "error_stage, error_message, median_seconds, number, build_seconds, "
-                   "run_seconds, max_abs_error, source, measured_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  insert.Bind(record.program_id)
-      .Bind(record.worker_id)
-      .Bind(int64_t{record.attempt})
-      .Bind(int64_t{r.error_kind()})
-      .Bind(r.error_stage())
-      .Bind(r.error_message())
-      .Bind(r.median_seconds())
-      .Bind(int64_t{r.number()})
-      .Bind(r.build_seconds())
-      .Bind(r.run_seconds())
-      .Bind(r.max_abs_error())
-      .Bind(r.source())
-      .Bind(record.measured_unix_ms);
-  if (absl::Status s = insert.Run(); !s.ok()) {
-    if (absl::IsAlreadyExists(s)) {
+    if (!program.IsNull(0)) {
       return absl::AlreadyExistsError(
           absl::StrCat("program ", record.program_id, " already has a measurement"));
     }
-    return s;
   }
-  const int64_t measurement_id = sqlite3_last_insert_rowid(db_);
-  Statement repeat(
-      db_, "INSERT INTO measurement_repeats (measurement_id, idx, seconds) VALUES (?, ?, ?)");
-  for (int i = 0; i < r.repeat_seconds_size(); ++i) {
-    repeat.Reset();
-    if (absl::Status s =
-            repeat.Bind(measurement_id).Bind(int64_t{i}).Bind(r.repeat_seconds(i)).Run();
-        !s.ok()) {
-      return s;
+  const tlm::v1::MeasureResult& r = record.result;
+  int64_t measurement_id = 0;
+  {
+    Statement insert(db,
+                     "INSERT INTO measurements (program_id, worker_id, attempt, error_kind, "
+                     "error_stage, error_message, median_seconds, number, build_seconds, "
+                     "run_seconds, max_abs_error, source, measured_ms) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+    insert.Bind(record.program_id)
+        .Bind(record.worker_id)
+        .Bind(int64_t{record.attempt})
+        .Bind(int64_t{r.error_kind()})
+        .Bind(r.error_stage())
+        .Bind(r.error_message())
+        .Bind(r.median_seconds())
+        .Bind(int64_t{r.number()})
+        .Bind(r.build_seconds())
+        .Bind(r.run_seconds())
+        .Bind(r.max_abs_error())
+        .Bind(r.source())
+        .Bind(record.measured_unix_ms);
+    if (!insert.Step()) return insert.status();
+    measurement_id = insert.Int(0);
+  }
+  {
+    Statement repeat(
+        db, "INSERT INTO measurement_repeats (measurement_id, idx, seconds) VALUES (?, ?, ?)");
+    for (int i = 0; i < r.repeat_seconds_size(); ++i) {
+      repeat.Reset();
+      repeat.Bind(measurement_id).Bind(int64_t{i}).Bind(r.repeat_seconds(i));
+      if (absl::Status s = repeat.Run(); !s.ok()) return s;
     }
   }
   return tx.Commit();
 }
 
-absl::StatusOr<std::vector<tlm::v1::Trial>> SqliteStore::QueryTrials(const std::string& tail,
-                                                                     int64_t task_id) {
-  Statement q(db_, absl::StrCat(kTrialColumns, tail));
-  if (!q.status().ok()) return q.status();
-  q.Bind(task_id);
-  std::vector<std::pair<int64_t, tlm::v1::Trial>> rows;
-  while (q.Step()) rows.emplace_back(q.Int(0), TrialFromRow(q));
-  if (absl::Status s = q.Done(); !s.ok()) return s;
+absl::StatusOr<std::vector<tlm::v1::Trial>> SqliteStore::QueryTrials(int64_t task_id,
+                                                                     bool best_only) {
+  sqlite3* db = db_.get();
   std::vector<tlm::v1::Trial> trials;
-  for (auto& [measurement_id, trial] : rows) {
-    Statement repeats(
-        db_, "SELECT seconds FROM measurement_repeats WHERE measurement_id = ? ORDER BY idx");
-    repeats.Bind(measurement_id);
-    while (repeats.Step()) trial.mutable_result()->add_repeat_seconds(repeats.Double(0));
-    if (absl::Status s = repeats.Done(); !s.ok()) return s;
-    trials.push_back(std::move(trial));
+  absl::flat_hash_map<int64_t, size_t> by_measurement;
+  {
+    Statement q(db, absl::StrCat(kTrialColumns,
+                                 best_only ? "AND m.error_kind = ?2 "
+                                             "ORDER BY m.median_seconds, m.id LIMIT 1"
+                                           : "ORDER BY m.id"));
+    q.Bind(task_id);
+    if (best_only) q.Bind(int64_t{tlm::v1::ERROR_KIND_NONE});
+    while (q.Step()) {
+      by_measurement[q.Int(0)] = trials.size();
+      trials.push_back(TrialFromRow(q));
+    }
+    if (!q.status().ok()) return q.status();
   }
+  if (trials.empty()) return trials;
+  // One measurement: read its repeats directly; several: read the task's.
+  Statement repeats(
+      db, trials.size() == 1
+              ? "SELECT measurement_id, seconds FROM measurement_repeats "
+                "WHERE measurement_id = ? ORDER BY idx"
+              : "SELECT r.measurement_id, r.seconds FROM programs p "
+                "JOIN measurements m ON m.program_id = p.id "
+                "JOIN measurement_repeats r ON r.measurement_id = m.id "
+                "WHERE p.task_id = ? ORDER BY r.measurement_id, r.idx");
+  repeats.Bind(trials.size() == 1 ? by_measurement.begin()->first : task_id);
+  while (repeats.Step()) {
+    auto it = by_measurement.find(repeats.Int(0));
+    if (it == by_measurement.end()) continue;
+    trials[it->second].mutable_result()->add_repeat_seconds(repeats.Double(1));
+  }
+  if (!repeats.status().ok()) return repeats.status();
   return trials;
 }
 
 absl::StatusOr<tlm::v1::Trial> SqliteStore::GetBest(int64_t task_id) {
   absl::MutexLock lock(&mu_);
+  Transaction tx(db_.get(), Transaction::Mode::kRead);
+  if (!tx.status().ok()) return tx.status();
   if (absl::Status s = CheckTaskExists(task_id); !s.ok()) return s;
   absl::StatusOr<std::vector<tlm::v1::Trial>> best =
-      QueryTrials("AND m.error_kind = 1 ORDER BY m.median_seconds, m.id LIMIT 1", task_id);
+      QueryTrials(task_id, /*best_only=*/true);
   if (!best.ok()) return best.status();
   if (best->empty()) {
     return absl::NotFoundError(
@@ -538,14 +691,18 @@ absl::StatusOr<tlm::v1::Trial> SqliteStore::GetBest(int64_t task_id) {
 
 absl::StatusOr<std::vector<tlm::v1::Trial>> SqliteStore::ListTrials(int64_t task_id) {
   absl::MutexLock lock(&mu_);
+  Transaction tx(db_.get(), Transaction::Mode::kRead);
+  if (!tx.status().ok()) return tx.status();
   if (absl::Status s = CheckTaskExists(task_id); !s.ok()) return s;
-  return QueryTrials("ORDER BY m.id", task_id);
+  return QueryTrials(task_id, /*best_only=*/false);
 }
 
 absl::StatusOr<std::vector<StoredProgram>> SqliteStore::ListUnmeasuredPrograms(int64_t task_id) {
   absl::MutexLock lock(&mu_);
+  Transaction tx(db_.get(), Transaction::Mode::kRead);
+  if (!tx.status().ok()) return tx.status();
   if (absl::Status s = CheckTaskExists(task_id); !s.ok()) return s;
-  Statement q(db_,
+  Statement q(db_.get(),
               "SELECT p.id, p.text, p.hash FROM programs p LEFT JOIN measurements m "
               "ON m.program_id = p.id WHERE p.task_id = ? AND m.id IS NULL ORDER BY p.id");
   q.Bind(task_id);
@@ -558,27 +715,32 @@ absl::StatusOr<std::vector<StoredProgram>> SqliteStore::ListUnmeasuredPrograms(i
     p.program.set_hash(q.Text(2));
     out.push_back(std::move(p));
   }
-  if (absl::Status s = q.Done(); !s.ok()) return s;
+  if (!q.status().ok()) return q.status();
   return out;
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStore::ProgramHashes(int64_t task_id) {
   absl::MutexLock lock(&mu_);
+  Transaction tx(db_.get(), Transaction::Mode::kRead);
+  if (!tx.status().ok()) return tx.status();
   if (absl::Status s = CheckTaskExists(task_id); !s.ok()) return s;
-  Statement q(db_, "SELECT hash FROM programs WHERE task_id = ? ORDER BY id");
+  Statement q(db_.get(), "SELECT hash FROM programs WHERE task_id = ? ORDER BY id");
   q.Bind(task_id);
   std::vector<std::string> out;
   while (q.Step()) out.push_back(q.Text(0));
-  if (absl::Status s = q.Done(); !s.ok()) return s;
+  if (!q.status().ok()) return q.status();
   return out;
 }
 
 absl::StatusOr<StoreCounts> SqliteStore::Counts() {
   absl::MutexLock lock(&mu_);
-  Statement q(db_,
+  Statement q(db_.get(),
               "SELECT (SELECT COUNT(*) FROM tasks), (SELECT COUNT(*) FROM programs), "
               "(SELECT COUNT(*) FROM measurements)");
-  if (!q.Step()) return q.Done();
+  if (!q.Step()) {
+    if (!q.status().ok()) return q.status();
+    return absl::InternalError("counting the dataset returned no row");
+  }
   return StoreCounts{q.Int(0), q.Int(1), q.Int(2)};
 }
 

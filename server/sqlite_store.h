@@ -17,18 +17,33 @@ namespace tlm::server {
 // Schema version this code writes; Open migrates older files up to it.
 inline constexpr int kSchemaVersion = 1;
 
-// One connection shared under a mutex. Writes use synchronous=FULL, so an
-// acknowledged write survives a crash of the process or the machine.
+// Closes a SQLite connection (the deleter of SqliteStore's connection).
+struct SqliteConnectionCloser {
+  void operator()(sqlite3* db) const;
+};
+
+// One connection, used under a mutex by every method. The file is in WAL mode
+// with synchronous=FULL, so a write that returned OK survives a crash of the
+// process or of the machine. Other connections to the file (a backup, a
+// second reader) wait up to a few seconds for a lock; a write that still
+// cannot get one fails with UNAVAILABLE and changes nothing.
+//
+// Errors from SQLite name the file and map to: UNAVAILABLE (busy, I/O),
+// RESOURCE_EXHAUSTED (disk full), DATA_LOSS (corrupt file), FAILED_PRECONDITION
+// (not a database, read-only), INTERNAL (anything else).
 class SqliteStore final : public Store {
  public:
-  // Opens or creates the file (and missing parent directories) and migrates
-  // it. FAILED_PRECONDITION for a file written by a newer schema; an error
-  // naming the path for a file that is not a SQLite database.
+  // Opens or creates the file (creating missing parent directories) and
+  // migrates it to kSchemaVersion, each migration in its own transaction.
+  // FAILED_PRECONDITION, naming the path, for a file that is not a SQLite
+  // database, a SQLite database that is not a tlmd dataset, or a dataset
+  // whose schema version is newer than kSchemaVersion (such files are left
+  // untouched: nothing is written before the version is checked).
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
-  ~SqliteStore() override;
 
   const std::string& path() const { return path_; }
-  int schema_version() const { return kSchemaVersion; }
+  // Schema version of the open file (always kSchemaVersion after Open).
+  int schema_version() const { return schema_version_; }
 
   absl::StatusOr<tlm::v1::Task> CreateTask(const tlm::v1::SubmitTaskRequest& request,
                                            int64_t now_unix_ms) override;
@@ -47,18 +62,24 @@ class SqliteStore final : public Store {
   absl::StatusOr<StoreCounts> Counts() override;
 
  private:
-  SqliteStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
-  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  using Connection = std::unique_ptr<sqlite3, SqliteConnectionCloser>;
+
+  SqliteStore(std::string path, Connection db, int schema_version)
+      : path_(std::move(path)), schema_version_(schema_version), db_(std::move(db)) {}
+
   absl::StatusOr<std::vector<tlm::v1::Task>> QueryTasks(const std::string& where,
                                                         const std::vector<int64_t>& args)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<tlm::v1::Trial>> QueryTrials(const std::string& tail, int64_t task_id)
+  // Every trial of the task in measurement order, or (best_only) the fastest
+  // successful one; with their repeats.
+  absl::StatusOr<std::vector<tlm::v1::Trial>> QueryTrials(int64_t task_id, bool best_only)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckTaskExists(int64_t task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
+  const int schema_version_;
   absl::Mutex mu_;
-  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  const Connection db_ ABSL_PT_GUARDED_BY(mu_);
 };
 
 }  // namespace tlm::server

@@ -1,10 +1,13 @@
 // SqliteStore on real files in a fresh directory per test.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +80,25 @@ MeasurementRecord Failed(int64_t program_id) {
   return r;
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs statements on the file through a connection of the test's own.
+void Exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  const std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  INFO(message);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// First column of the first row of `sql`, read through a second connection.
 std::string Pragma(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   std::string value;
@@ -134,15 +156,11 @@ TEST_CASE("reopening keeps tasks, programs and measurements") {
 TEST_CASE("a file from a newer schema is refused and left as it was") {
   TempDir dir;
   const std::string path = dir.file("future.db");
-  {
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    sqlite3_exec(db,
-                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
-                 "INSERT INTO schema_version VALUES (99);",
-                 nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-  }
+  Exec(path,
+       "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+       "INSERT INTO schema_version VALUES (99);");
+  const std::string before = ReadFile(path);
+  REQUIRE_FALSE(before.empty());
   auto store = SqliteStore::Open(path);
   REQUIRE_FALSE(store.ok());
   CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
@@ -150,6 +168,21 @@ TEST_CASE("a file from a newer schema is refused and left as it was") {
   CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 1"));
   CHECK(Pragma(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'") == "0");
   CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "99");
+  CHECK(ReadFile(path) == before);
+  CHECK(Pragma(path, "PRAGMA journal_mode") == "delete");
+}
+
+TEST_CASE("a SQLite file of another program is refused and left as it was") {
+  TempDir dir;
+  const std::string path = dir.file("other.db");
+  Exec(path, "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');");
+  const std::string before = ReadFile(path);
+  auto store = SqliteStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("not a tlmd dataset"));
+  CHECK(ReadFile(path) == before);
 }
 
 TEST_CASE("a file that is not a database gives an error naming it") {
@@ -158,8 +191,10 @@ TEST_CASE("a file that is not a database gives an error naming it") {
   std::ofstream(path) << std::string(4096, 'x');
   auto store = SqliteStore::Open(path);
   REQUIRE_FALSE(store.ok());
+  CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(store.status().message()), Catch::Contains(path));
-  CHECK_THAT(std::string(store.status().message()), Catch::Contains("not a database"));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("not a SQLite database"));
+  CHECK(ReadFile(path) == std::string(4096, 'x'));
 }
 
 TEST_CASE("workloads and targets are shared between tasks") {
@@ -170,9 +205,24 @@ TEST_CASE("workloads and targets are shared between tasks") {
   store->CreateTask(Request(16), 2).value();
   store->CreateTask(Request(32), 3).value();
   store->CreateTask(Request(32, "cuda"), 4).value();
-  CHECK(Pragma(path, "SELECT COUNT(*) FROM workloads") == "2");
+  // The same workload written differently: parameters reordered, dtype explicit.
+  tlm::v1::SubmitTaskRequest reordered = Request(16);
+  std::reverse(reordered.mutable_workload()->mutable_params()->begin(),
+               reordered.mutable_workload()->mutable_params()->end());
+  reordered.mutable_workload()->set_dtype(tlm::v1::DTYPE_FLOAT32);
+  tlm::v1::Task same = store->CreateTask(reordered, 5).value();
+  // A different epilogue is a different workload.
+  tlm::v1::SubmitTaskRequest relu = Request(16);
+  *relu.mutable_workload() = program::WorkloadToProto({16, 8, 8, {program::Epilogue::kRelu}});
+  tlm::v1::Task with_relu = store->CreateTask(relu, 6).value();
+  CHECK(with_relu.workload().epilogue_size() == 1);
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM workloads") == "3");
   CHECK(Pragma(path, "SELECT COUNT(*) FROM targets") == "2");
-  CHECK(store->Counts()->tasks == 4);
+  CHECK(store->Counts()->tasks == 6);
+  CHECK(Pragma(path, "SELECT COUNT(DISTINCT workload_id) FROM tasks WHERE id IN (1, 2, 5)") ==
+        "1");
+  CHECK(program::WorkloadFromProto(same.workload()).value() ==
+        program::WorkloadFromProto(reordered.workload()).value());
 }
 
 TEST_CASE("programs are unique per task by hash") {
@@ -199,12 +249,41 @@ TEST_CASE("a program is measured at most once") {
   const int64_t task = store->CreateTask(Request(16), 1)->id();
   const int64_t program = store->AddProgram(task, Prog("p"))->program_id;
   REQUIRE(store->RecordMeasurement(Ok(program, 0.5)).ok());
-  absl::Status second = store->RecordMeasurement(Ok(program, 0.1));
+  MeasurementRecord later = Failed(program);
+  later.result.add_repeat_seconds(9.0);
+  absl::Status second = store->RecordMeasurement(later);
   CHECK(absl::IsAlreadyExists(second));
-  CHECK(store->GetBest(task)->result().median_seconds() == 0.5);
   CHECK(store->Counts()->measurements == 1);
-  CHECK(store->ListTrials(task)->at(0).result().repeat_seconds_size() == 3);
+  std::vector<tlm::v1::Trial> trials = store->ListTrials(task).value();
+  REQUIRE(trials.size() == 1);
+  CHECK(trials[0].result().error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(trials[0].result().median_seconds() == 0.5);
+  CHECK(trials[0].worker_id() == "w-1");
+  CHECK(trials[0].result().repeat_seconds_size() == 3);
+  CHECK(trials[0].result().repeat_seconds(0) == Approx(0.55));
   CHECK(absl::IsNotFound(store->RecordMeasurement(Ok(12345, 0.1))));
+}
+
+TEST_CASE("a measurement that fails half-way leaves nothing behind") {
+  TempDir dir;
+  const std::string path = dir.file("tlmd.db");
+  auto store = std::move(SqliteStore::Open(path).value());
+  const int64_t task = store->CreateTask(Request(16), 1)->id();
+  const int64_t program = store->AddProgram(task, Prog("p"))->program_id;
+  // The third repeat row is refused, after the measurement row and two repeats went in.
+  Exec(path,
+       "CREATE TRIGGER refuse_third BEFORE INSERT ON measurement_repeats WHEN NEW.idx = 2 "
+       "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  absl::Status failed = store->RecordMeasurement(Ok(program, 0.5));
+  CHECK_FALSE(failed.ok());
+  CHECK_THAT(std::string(failed.message()), Catch::Contains("injected failure"));
+  CHECK(store->Counts()->measurements == 0);
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM measurement_repeats") == "0");
+  CHECK(store->ListUnmeasuredPrograms(task)->size() == 1);
+
+  Exec(path, "DROP TRIGGER refuse_third");
+  REQUIRE(store->RecordMeasurement(Ok(program, 0.5)).ok());
+  CHECK(store->ListTrials(task)->at(0).result().repeat_seconds_size() == 3);
 }
 
 TEST_CASE("progress, best and unmeasured programs of a task") {
@@ -225,8 +304,13 @@ TEST_CASE("progress, best and unmeasured programs of a task") {
   CHECK(t.trials_failed() == 1);
   CHECK(t.best_seconds() == 0.20);
   tlm::v1::Trial best = store->GetBest(task).value();
+  CHECK(best.program_id() == ids[3]);
   CHECK(best.program().text() == "d");
   CHECK(best.program().hash() == "h:d");
+  CHECK(best.result().median_seconds() == 0.20);
+  CHECK(best.result().repeat_seconds_size() == 3);
+  CHECK(best.result().number() == 4);
+  CHECK(best.measured_unix_ms() == 1000);
 
   std::vector<tlm::v1::Trial> trials = store->ListTrials(task).value();
   REQUIRE(trials.size() == 3);
@@ -237,13 +321,27 @@ TEST_CASE("progress, best and unmeasured programs of a task") {
   std::vector<StoredProgram> unmeasured = store->ListUnmeasuredPrograms(task).value();
   REQUIRE(unmeasured.size() == 2);
   CHECK(unmeasured[0].program_id == ids[2]);
+  CHECK(unmeasured[0].task_id == task);
   CHECK(unmeasured[1].program.text() == "e");
+  CHECK(unmeasured[1].program.hash() == "h:e");
+  CHECK(store->ProgramHashes(task).value() ==
+        std::vector<std::string>{"h:a", "h:b", "h:c", "h:d", "h:e"});
+
+  // Only failures: no best, best_seconds stays 0.
+  const int64_t failing = store->CreateTask(Request(16), 2)->id();
+  REQUIRE(store->RecordMeasurement(Failed(store->AddProgram(failing, Prog("x"))->program_id)).ok());
+  CHECK(store->GetTask(failing)->trials_failed() == 1);
+  CHECK(store->GetTask(failing)->best_seconds() == 0.0);
+  absl::Status none = store->GetBest(failing).status();
+  CHECK(absl::IsNotFound(none));
+  CHECK(std::string(none.message()) ==
+        "task " + std::to_string(failing) + " has no successful measurement yet");
 }
 
 TEST_CASE("tasks list newest first and filter by state; unknown ids are NOT_FOUND") {
   TempDir dir;
   auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
-  for (int i = 0; i < 4; ++i) store->CreateTask(Request(8 + i), i);
+  for (int i = 0; i < 4; ++i) REQUIRE(store->CreateTask(Request(8 + i), i).ok());
   REQUIRE(store->SetTaskState(2, tlm::v1::TASK_STATE_SUCCEEDED, "", 10).ok());
   REQUIRE(store->SetTaskState(3, tlm::v1::TASK_STATE_CANCELLED, "by test", 11).ok());
   std::vector<tlm::v1::Task> all = store->ListTasks(10, {}).value();
@@ -251,6 +349,11 @@ TEST_CASE("tasks list newest first and filter by state; unknown ids are NOT_FOUN
   CHECK(all[0].id() == 4);
   CHECK(all[3].id() == 1);
   CHECK(store->ListTasks(2, {}).value().size() == 2);
+  CHECK(store->ListTasks(0, {}).value().size() == 4);
+  std::vector<tlm::v1::Task> running = store->ListTasks(10, {tlm::v1::TASK_STATE_RUNNING}).value();
+  REQUIRE(running.size() == 2);
+  CHECK(running[0].id() == 4);
+  CHECK(running[1].id() == 1);
   std::vector<tlm::v1::Task> ended =
       store->ListTasks(10, {tlm::v1::TASK_STATE_SUCCEEDED, tlm::v1::TASK_STATE_CANCELLED}).value();
   REQUIRE(ended.size() == 2);
@@ -260,6 +363,10 @@ TEST_CASE("tasks list newest first and filter by state; unknown ids are NOT_FOUN
   CHECK(std::string(store->GetTask(77).status().message()) == "task 77 not found");
   CHECK(absl::IsNotFound(store->SetTaskState(77, tlm::v1::TASK_STATE_FAILED, "", 1)));
   CHECK(absl::IsNotFound(store->ListTrials(77).status()));
+  CHECK(absl::IsNotFound(store->GetBest(77).status()));
+  CHECK(absl::IsNotFound(store->ListUnmeasuredPrograms(77).status()));
+  CHECK(absl::IsNotFound(store->ProgramHashes(77).status()));
+  CHECK(absl::IsNotFound(store->AddProgram(77, Prog("p")).status()));
 }
 
 TEST_CASE("concurrent writers keep counts exact") {
@@ -267,19 +374,33 @@ TEST_CASE("concurrent writers keep counts exact") {
   auto store = std::move(SqliteStore::Open(dir.file("tlmd.db")).value());
   const int64_t task = store->CreateTask(Request(16), 1)->id();
   std::atomic<int> unexpected{0};
+  std::atomic<int> inserted{0};
+  std::atomic<int> recorded{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 50; ++i) {
-        // Every thread adds the same 50 programs; each is measured by whoever adds it first.
-        AddedProgram added = store->AddProgram(task, Prog(std::to_string(i))).value();
-        absl::Status s = store->RecordMeasurement(Ok(added.program_id, 0.001 * (i + 1 + t)));
-        if (!s.ok() && !absl::IsAlreadyExists(s)) ++unexpected;
+        // Every thread adds the same 50 programs and tries to measure each of them.
+        absl::StatusOr<AddedProgram> added = store->AddProgram(task, Prog(std::to_string(i)));
+        if (!added.ok()) {
+          ++unexpected;
+          continue;
+        }
+        if (added->inserted) ++inserted;
+        absl::Status s = store->RecordMeasurement(Ok(added->program_id, 0.001 * (i + 1 + t)));
+        if (s.ok()) {
+          ++recorded;
+        } else if (!absl::IsAlreadyExists(s)) {
+          ++unexpected;
+        }
+        if (!store->GetTask(task).ok()) ++unexpected;
       }
     });
   }
   for (std::thread& t : threads) t.join();
   CHECK(unexpected == 0);
+  CHECK(inserted == 50);
+  CHECK(recorded == 50);
   CHECK(store->Counts()->programs == 50);
   CHECK(store->Counts()->measurements == 50);
   CHECK(store->GetTask(task)->trials_done() == 50);
