@@ -8,10 +8,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "program/program.h"
@@ -41,13 +43,13 @@ int main(int argc, char** argv) {
   tlm::v1::MeasureOptions options;
   double best = 0;
   std::string best_text;
-  int failed = 0;
+  std::map<std::string, int> failures;  // by error kind
   const auto start = std::chrono::steady_clock::now();
   for (int64_t t = 0; t < trials; ++t) {
     const tlm::program::DenseProgram p = space.Sample(rng);
     const tlm::v1::MeasureResult r = backend.Measure(tlm::program::ProgramToProto(p), options);
     if (r.error_kind() != tlm::v1::ERROR_KIND_NONE) {
-      ++failed;
+      ++failures[tlm::v1::ErrorKind_Name(r.error_kind())];
       continue;
     }
     if (best == 0 || r.median_seconds() < best) {
@@ -82,10 +84,12 @@ int main(int argc, char** argv) {
   const double flops = w.flops();
   std::printf("workload        %s\n", tlm::program::WorkloadSummary(w).c_str());
   std::printf("target          %s\n", tlm::worker::HostTargetDescription().c_str());
+  std::string failed;
+  for (const auto& [kind, count] : failures) absl::StrAppend(&failed, " ", kind, "=", count);
   std::printf(
-      "search          %lld trials (%d failed) in %.1f s: %.3f s per measurement, %.1f / min\n",
-      static_cast<long long>(trials), failed, search_s, search_s / trials,
-      60.0 * trials / search_s);
+      "search          %lld trials in %.1f s: %.3f s per measurement, %.1f / min; failed:%s\n",
+      static_cast<long long>(trials), search_s, search_s / trials, 60.0 * trials / search_s,
+      failed.empty() ? " none" : failed.c_str());
   std::printf("best (LLVM)     %.3f ms  %.2f GFLOP/s  %s\n", best * 1e3, flops / best / 1e9,
               best_text.c_str());
   std::printf("OpenBLAS%s %.3f ms  %.2f GFLOP/s\n", w.epilogue.empty() ? "        " : "+epi    ",

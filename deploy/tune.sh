@@ -38,9 +38,9 @@ fi
 server="127.0.0.1:$(cat var/tlmd.port)"
 echo "tune: tlmd serving on $server (log var/tlmd.log, dataset var/tlmd.db)"
 
-"$bin/worker/tlm-worker" --server="$server" --backend=cpu-ref >>var/worker.log 2>&1 &
+"$bin/worker/tlm-worker" --server="$server" --backend=cpu >>var/worker.log 2>&1 &
 pids+=($!)
-echo "tune: cpu-ref worker started (log var/worker.log)"
+echo "tune: cpu worker (LLVM) started (log var/worker.log)"
 
 ctl() { "$bin/client/tlmctl" --server="$server" "$@"; }
 # shellcheck disable=SC2086

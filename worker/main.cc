@@ -22,7 +22,7 @@
 #include "worker/llvm_cpu_backend.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
-ABSL_FLAG(std::string, backend, "cpu-ref", "measurement backend");
+ABSL_FLAG(std::string, backend, "cpu", "measurement backend: cpu (LLVM) or cpu-ref");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA of tlmd's certificate: connect over TLS");
 ABSL_FLAG(std::string, token_file, "", "file holding tlmd's bearer token (needs --tls_ca)");
 ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACKEND)");
