@@ -34,15 +34,6 @@ double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-tlm::v1::MeasureResult Failure(tlm::v1::ErrorKind kind, const char* stage,
-                               const std::string& message) {
-  tlm::v1::MeasureResult r;
-  r.set_error_kind(kind);
-  r.set_error_stage(stage);
-  r.set_error_message(message);
-  return r;
-}
-
 }  // namespace
 
 void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias, float* c) {
@@ -88,31 +79,12 @@ void RunDense(const DenseProgram& p, const float* a, const float* b, const float
   ApplyEpilogue(w, bias, c);
 }
 
-std::string CpuModelName() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (absl::StartsWith(line, "model name")) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) {
-        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-      }
-    }
-  }
-  return "unknown CPU";
-}
-
 CpuRefBackend::CpuRefBackend(Options options) {
   harness_.set_corrupt_output_for_testing(options.corrupt_output_for_testing);
 }
 
 tlm::v1::WorkerCapabilities CpuRefBackend::Capabilities() const {
-  tlm::v1::WorkerCapabilities caps;
-  caps.mutable_target()->set_kind("cpu");
-  caps.set_backend(name());
-  caps.set_device_name(CpuModelName());
-  caps.set_num_threads(1);
-  return caps;
+  return CpuCapabilities(name(), CpuModelName());
 }
 
 tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
@@ -120,8 +92,8 @@ tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
   const auto build_start = std::chrono::steady_clock::now();
   absl::StatusOr<DenseProgram> parsed = program::ProgramFromProto(program);
   if (!parsed.ok()) {
-    return Failure(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
-                   std::string(parsed.status().message()));
+    return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
+                             std::string(parsed.status().message()));
   }
   const DenseProgram& p = *parsed;
   return harness_.Measure(

@@ -39,9 +39,6 @@ class CpuRefBackend final : public Backend {
   DenseHarness harness_;
 };
 
-// CPU model name from /proc/cpuinfo ("unknown CPU" if unreadable).
-std::string CpuModelName();
-
 }  // namespace tlm::worker
 
 #endif  // TLMD_WORKER_CPU_REF_BACKEND_H_

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 
@@ -61,6 +64,39 @@ DenseData MakeDenseData(const program::DenseWorkload& w) {
   d.tolerance.resize(magnitude.size());
   for (size_t n = 0; n < magnitude.size(); ++n) d.tolerance[n] = 1e-5 * magnitude[n] + 1e-6;
   return d;
+}
+
+tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,
+                                         const std::string& message) {
+  tlm::v1::MeasureResult r;
+  r.set_error_kind(kind);
+  r.set_error_stage(stage);
+  r.set_error_message(message);
+  return r;
+}
+
+std::string CpuModelName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "model name")) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      }
+    }
+  }
+  return "unknown CPU";
+}
+
+tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
+                                            const std::string& device_name) {
+  tlm::v1::WorkerCapabilities caps;
+  caps.mutable_target()->set_kind("cpu");
+  caps.set_backend(backend);
+  caps.set_device_name(device_name);
+  caps.set_num_threads(1);
+  return caps;
 }
 
 const DenseData& DenseHarness::DataFor(const program::DenseWorkload& workload) {

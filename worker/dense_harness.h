@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "program/program.h"
+#include "tlm/v1/fleet.pb.h"
 #include "tlm/v1/program.pb.h"
 #include "worker/timing.h"
 
@@ -33,6 +34,17 @@ DenseData MakeDenseData(const program::DenseWorkload& workload);
 // C = epilogue(A * B) for one workload; c has M*N elements.
 using DenseKernel =
     std::function<void(const float* a, const float* b, const float* bias, float* c)>;
+
+// A result for a program that failed before it could be measured.
+tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,
+                                         const std::string& message);
+
+// CPU model name from /proc/cpuinfo ("unknown CPU" if unreadable).
+std::string CpuModelName();
+
+// Capabilities of a one-thread CPU backend.
+tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
+                                            const std::string& device_name);
 
 class DenseHarness {
  public:

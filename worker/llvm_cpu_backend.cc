@@ -19,7 +19,6 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
-#include "worker/cpu_ref_backend.h"
 
 namespace tlm::worker {
 namespace {
@@ -235,32 +234,23 @@ absl::StatusOr<std::unique_ptr<CompiledDense>> CompileDense(const DenseProgram& 
 }
 
 tlm::v1::WorkerCapabilities LlvmCpuBackend::Capabilities() const {
-  tlm::v1::WorkerCapabilities caps;
-  caps.mutable_target()->set_kind("cpu");
-  caps.set_backend(name());
-  caps.set_device_name(absl::StrCat(CpuModelName(), " / ", HostTargetDescription()));
-  caps.set_num_threads(1);
-  return caps;
+  return CpuCapabilities(name(), absl::StrCat(CpuModelName(), " / ", HostTargetDescription()));
 }
 
 tlm::v1::MeasureResult LlvmCpuBackend::Measure(const tlm::v1::Program& program,
                                                const tlm::v1::MeasureOptions& options) {
   const auto build_start = std::chrono::steady_clock::now();
   absl::StatusOr<DenseProgram> parsed = program::ProgramFromProto(program);
-  tlm::v1::MeasureResult failure;
   if (!parsed.ok()) {
-    failure.set_error_kind(tlm::v1::ERROR_KIND_INSTANTIATION);
-    failure.set_error_stage("parse");
-    failure.set_error_message(std::string(parsed.status().message()));
-    return failure;
+    return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
+                             std::string(parsed.status().message()));
   }
   absl::StatusOr<std::unique_ptr<CompiledDense>> compiled = CompileDense(*parsed);
   const double build_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - build_start).count();
   if (!compiled.ok()) {
-    failure.set_error_kind(tlm::v1::ERROR_KIND_COMPILE_HOST);
-    failure.set_error_stage("build");
-    failure.set_error_message(std::string(compiled.status().message()));
+    tlm::v1::MeasureResult failure = FailedMeasurement(tlm::v1::ERROR_KIND_COMPILE_HOST, "build",
+                                                       std::string(compiled.status().message()));
     failure.set_build_seconds(build_seconds);
     return failure;
   }

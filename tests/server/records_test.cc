@@ -7,23 +7,12 @@
 #include "program/program.h"
 #include "program/sampler.h"
 #include "server/sqlite_store.h"
+#include "tests/temp_dir.h"
 
 namespace tlm::server {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TEST_TMPDIR");
-    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/records.XXXXXX";
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // A store with one task of `n` measured programs of dense m x 8 x 8.
 int64_t AddTask(Store& store, int64_t m, int n, double first_latency) {

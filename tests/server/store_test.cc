@@ -14,24 +14,12 @@
 
 #include "program/workload.h"
 #include "server/sqlite_store.h"
+#include "tests/temp_dir.h"
 
 namespace tlm::server {
 namespace {
 
-// A temporary directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TEST_TMPDIR");
-    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/store.XXXXXX";
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 tlm::v1::SubmitTaskRequest Request(int64_t m, const std::string& kind = "cpu") {
   tlm::v1::SubmitTaskRequest r;
@@ -219,8 +207,7 @@ TEST_CASE("workloads and targets are shared between tasks") {
   CHECK(Pragma(path, "SELECT COUNT(*) FROM workloads") == "3");
   CHECK(Pragma(path, "SELECT COUNT(*) FROM targets") == "2");
   CHECK(store->Counts()->tasks == 6);
-  CHECK(Pragma(path, "SELECT COUNT(DISTINCT workload_id) FROM tasks WHERE id IN (1, 2, 5)") ==
-        "1");
+  CHECK(Pragma(path, "SELECT COUNT(DISTINCT workload_id) FROM tasks WHERE id IN (1, 2, 5)") == "1");
   CHECK(program::WorkloadFromProto(same.workload()).value() ==
         program::WorkloadFromProto(reordered.workload()).value());
 }
