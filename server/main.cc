@@ -85,14 +85,8 @@ int Leased(const Dispatcher& dispatcher) {
   return leased;
 }
 
-int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials) {
-  // Signals are taken by a dedicated thread; block them before any other starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+// `signals` are blocked in every thread; Run waits for one of them to stop.
+int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigset_t& signals) {
   const int64_t started_ms = absl::ToUnixMillis(absl::Now());
   absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(absl::GetFlag(FLAGS_db));
   if (!store.ok()) {
@@ -179,6 +173,14 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials) {
 }  // namespace tlm::server
 
 int main(int argc, char** argv) {
+  // Block termination signals before any thread starts (gRPC starts some as
+  // soon as credentials are made); Run takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   absl::SetProgramUsageMessage(
       "tlmd: the tensor-program tuning server.\n"
       "Usage: tlmd [--listen=127.0.0.1:50051] [--db=var/tlmd.db] [flags]");
@@ -198,5 +200,5 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  return tlm::server::Run(*credentials);
+  return tlm::server::Run(*credentials, signals);
 }

@@ -26,9 +26,10 @@ struct DenseData {
   std::vector<double> tolerance;  // M x N, allowed absolute error per element
 };
 
-// Random inputs (fixed seed) and the reference output with its tolerance:
-// 1e-5 * sum_k |a*b| (+ |bias|) + 1e-6 per element, far above fp32 rounding
-// for any summation order and far below the error of a wrong loop nest.
+// Random inputs (fixed seed) and the reference output with its tolerance per
+// element: the worst-case rounding error of K+2 fp32 terms in any order,
+// gamma(K+2) * (sum_k |a*b| + |bias|), which no correct loop nest exceeds
+// and a missing or repeated product almost always does.
 DenseData MakeDenseData(const program::DenseWorkload& workload);
 
 // C = epilogue(A * B) for one workload; c has M*N elements.

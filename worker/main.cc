@@ -36,9 +36,19 @@ ABSL_FLAG(bool, runner, false,
           "internal: serve measurements on stdin/stdout as the worker's child process");
 
 int main(int argc, char** argv) {
+  // Block termination signals before any thread starts (gRPC starts some as
+  // soon as credentials are made); one thread takes them and stops the agent.
+  // Runner children inherit the mask, so a signal sent to the whole process
+  // group cannot kill a runner mid-measurement and fake a crash.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   absl::SetProgramUsageMessage(
       "tlm-worker: measures tensor programs for tlmd.\n"
-      "Usage: tlm-worker [--server=127.0.0.1:50051] [--backend=cpu-ref] [flags]");
+      "Usage: tlm-worker [--server=127.0.0.1:50051] [--backend=cpu] [flags]");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e tlm-worker %^%l%$ %v");
 
@@ -88,13 +98,6 @@ int main(int argc, char** argv) {
                                  "--backend=" + absl::GetFlag(FLAGS_backend),
                                  "--log_level=" + absl::GetFlag(FLAGS_log_level)});
   }
-
-  // Signals go to one thread, which asks the agent to stop.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   tlm::worker::AgentOptions options;
   options.server_address = absl::GetFlag(FLAGS_server);
