@@ -174,31 +174,34 @@ absl::StatusOr<DenseProgram> ProgramFromProto(const tlm::v1::Program& proto) {
   return Parse(proto.text());
 }
 
+DenseLoops LoopsOf(const DenseProgram& p) {
+  const DenseSchedule& s = p.schedule;
+  const int64_t extent[3] = {p.workload.m, p.workload.n, p.workload.k};
+  const AxisTiling* tiling[3] = {&s.i, &s.j, &s.k};
+  DenseLoops loops;
+  for (int x = 0; x < 3; ++x) {
+    loops.middle[x] = tiling[x]->middle;
+    loops.inner[x] = tiling[x]->inner;
+    loops.outer[x] = extent[x] / (tiling[x]->middle * tiling[x]->inner);
+    loops.order[x] = AxisIndex(s.order[x]);
+  }
+  return loops;
+}
+
 std::string PrintLoopNest(const DenseProgram& p) {
-  const program::DenseWorkload& w = p.workload;
-  const program::DenseSchedule& s = p.schedule;
-  const program::AxisTiling* tiling[3] = {&s.i, &s.j, &s.k};
-  const int64_t extent[3] = {w.m, w.n, w.k};
+  const DenseWorkload& w = p.workload;
+  const DenseLoops loops = LoopsOf(p);
   const char names[3] = {'i', 'j', 'k'};
   std::string out = absl::StrCat("C[0:", w.m, ", 0:", w.n, "] = 0\n");
   std::string indent;
-  for (char axis : s.order) {
-    const int x = AxisIndex(axis);
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".outer in 0..",
-                    extent[x] / (tiling[x]->middle * tiling[x]->inner), ":\n");
+  auto loop = [&](int x, const char* level, int64_t trips) {
+    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".", level, " in 0..", trips,
+                    ":\n");
     indent += "  ";
-  }
-  for (char axis : s.order) {
-    const int x = AxisIndex(axis);
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".middle in 0..",
-                    tiling[x]->middle, ":\n");
-    indent += "  ";
-  }
-  for (int x : {0, 2, 1}) {
-    absl::StrAppend(&out, indent, "for ", std::string(1, names[x]), ".inner in 0..",
-                    tiling[x]->inner, ":\n");
-    indent += "  ";
-  }
+  };
+  for (int x : loops.order) loop(x, "outer", loops.outer[x]);
+  for (int x : loops.order) loop(x, "middle", loops.middle[x]);
+  for (int x : {0, 2, 1}) loop(x, "inner", loops.inner[x]);
   absl::StrAppend(&out, indent, "C[i, j] += A[i, k] * B[k, j]\n");
   for (Epilogue e : w.epilogue) {
     absl::StrAppend(&out, e == Epilogue::kBias ? "C[i, j] += bias[j]" : "C[i, j] = max(C[i, j], 0)",

@@ -75,6 +75,15 @@ tlm::v1::Program ProgramToProto(const DenseProgram& p);
 // Parses program.text; the hash, when present, must match the text.
 absl::StatusOr<DenseProgram> ProgramFromProto(const tlm::v1::Program& proto);
 
+// Trip counts of a dense program's loops, by axis (0 = i, 1 = j, 2 = k).
+struct DenseLoops {
+  int64_t outer[3];
+  int64_t middle[3];
+  int64_t inner[3];
+  int order[3];  // axes of the outer and middle levels, outermost first
+};
+DenseLoops LoopsOf(const DenseProgram& p);
+
 // The loop nest the schedule describes, as readable pseudo-code.
 std::string PrintLoopNest(const DenseProgram& p);
 

@@ -15,8 +15,6 @@ namespace {
 using program::DenseProgram;
 using program::Epilogue;
 
-int AxisIndex(char axis) { return axis == 'i' ? 0 : axis == 'j' ? 1 : 2; }
-
 void ApplyEpilogue(const program::DenseWorkload& w, const float* bias, float* c) {
   for (Epilogue e : w.epilogue) {
     for (int64_t i = 0; i < w.m; ++i) {
@@ -38,15 +36,13 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 
 void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias, float* c) {
   const program::DenseWorkload& w = p.workload;
-  const program::DenseSchedule& s = p.schedule;
-  const int64_t extent[3] = {w.m, w.n, w.k};
-  const int64_t middle[3] = {s.i.middle, s.j.middle, s.k.middle};
-  const int64_t inner[3] = {s.i.inner, s.j.inner, s.k.inner};
-  int64_t outer[3];
-  for (int x = 0; x < 3; ++x) outer[x] = extent[x] / (middle[x] * inner[x]);
-  const int l0 = AxisIndex(s.order[0]);
-  const int l1 = AxisIndex(s.order[1]);
-  const int l2 = AxisIndex(s.order[2]);
+  const program::DenseLoops loops = program::LoopsOf(p);
+  const int64_t* outer = loops.outer;
+  const int64_t* middle = loops.middle;
+  const int64_t* inner = loops.inner;
+  const int l0 = loops.order[0];
+  const int l1 = loops.order[1];
+  const int l2 = loops.order[2];
   const int64_t n = w.n;
   const int64_t k_extent = w.k;
 

@@ -40,8 +40,6 @@ absl::Status ToStatus(llvm::Error error) {
   return absl::InternalError(llvm::toString(std::move(error)));
 }
 
-int AxisIndex(char axis) { return axis == 'i' ? 0 : axis == 'j' ? 1 : 2; }
-
 // Emits `for (iv = 0; iv < extent; ++iv) body(iv)` at the builder's position
 // (extent >= 1) and leaves the builder after the loop.
 void EmitLoop(llvm::IRBuilder<>& b, int64_t extent, const llvm::Twine& name,
@@ -82,12 +80,10 @@ void EmitKernel(const DenseProgram& p, llvm::Module& module) {
   b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", f));
 
   const program::DenseWorkload& w = p.workload;
-  const program::DenseSchedule& s = p.schedule;
-  const int64_t extent[3] = {w.m, w.n, w.k};
-  const int64_t middle[3] = {s.i.middle, s.j.middle, s.k.middle};
-  const int64_t inner[3] = {s.i.inner, s.j.inner, s.k.inner};
-  int64_t outer[3];
-  for (int x = 0; x < 3; ++x) outer[x] = extent[x] / (middle[x] * inner[x]);
+  const program::DenseLoops loops = program::LoopsOf(p);
+  const int64_t* outer = loops.outer;
+  const int64_t* middle = loops.middle;
+  const int64_t* inner = loops.inner;
   const char* names[3] = {"i", "j", "k"};
 
   b.CreateMemSet(c, b.getInt8(0), b.getInt64(w.m * w.n * 4), llvm::MaybeAlign(4));
@@ -123,7 +119,7 @@ void EmitKernel(const DenseProgram& p, llvm::Module& module) {
   // Outer then middle levels in the schedule's order.
   std::function<void(int)> emit_level = [&](int depth) {
     if (depth == 6) return emit_inner();
-    const int x = AxisIndex(s.order[depth % 3]);
+    const int x = loops.order[depth % 3];
     const bool is_outer = depth < 3;
     EmitLoop(b, is_outer ? outer[x] : middle[x],
              llvm::Twine(names[x]) + (is_outer ? ".outer" : ".middle"), [&](llvm::Value* iv) {
