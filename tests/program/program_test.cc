@@ -5,161 +5,204 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "program/loop_nest.h"
 #include "program/sampler.h"
 #include "program/workload.h"
+#include "tests/program/small_workloads.h"
 
 namespace tlm::program {
 namespace {
 
-tlm::v1::Workload DenseProto(int64_t m, int64_t n, int64_t k) {
-  return WorkloadToProto({m, n, k, {}});
+std::string ErrorOf(const absl::Status& s) {
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  return std::string(s.message());
 }
 
-std::string ErrorOf(const tlm::v1::Workload& w) {
-  absl::StatusOr<DenseWorkload> r = WorkloadFromProto(w);
-  REQUIRE_FALSE(r.ok());
-  CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
-  return std::string(r.status().message());
+Workload Dense(int64_t m, int64_t n, int64_t k, std::vector<Epilogue> e = {}) {
+  return *MakeWorkload("dense", {{"M", m}, {"N", n}, {"K", k}}, std::move(e));
 }
 
-TEST_CASE("valid dense workload converts both ways") {
-  tlm::v1::Workload proto = DenseProto(128, 768, 3072);
-  proto.add_epilogue("bias");
-  proto.add_epilogue("relu");
-  absl::StatusOr<DenseWorkload> w = WorkloadFromProto(proto);
-  REQUIRE(w.ok());
-  CHECK(w->m == 128);
-  CHECK(w->n == 768);
-  CHECK(w->k == 3072);
-  CHECK(w->has_bias());
-  CHECK(WorkloadSummary(*w) == "dense 128x768x3072+bias+relu");
-  absl::StatusOr<DenseWorkload> again = WorkloadFromProto(WorkloadToProto(*w));
-  REQUIRE(again.ok());
-  CHECK(*again == *w);
+TEST_CASE("workloads convert to and from protos for every operator") {
+  for (const Workload& w : testing::SmallWorkloads()) {
+    INFO(WorkloadSummary(w));
+    absl::StatusOr<Workload> again = WorkloadFromProto(WorkloadToProto(w));
+    REQUIRE(again.ok());
+    CHECK(*again == w);
+    CHECK(WorkloadFlops(w) > 0);
+  }
+  CHECK(WorkloadSummary(Dense(128, 768, 3072, {Epilogue::kBias, Epilogue::kGelu})) ==
+        "dense M=128 N=768 K=3072 +bias +gelu");
 }
 
 TEST_CASE("bad workloads are rejected naming the field") {
-  CHECK(ErrorOf(DenseProto(4, 4, 0)) == "workload.params: K must be at least 1, got 0");
-  CHECK(ErrorOf(DenseProto(-3, 4, 4)) == "workload.params: M must be at least 1, got -3");
-  CHECK_THAT(ErrorOf(DenseProto(1 << 17, 4, 4)), Catch::Contains("M must be at most"));
-  CHECK_THAT(ErrorOf(DenseProto(1 << 15, 1 << 15, 4)), Catch::Contains("tensor C (M*N)"));
-
-  tlm::v1::Workload unknown_op = DenseProto(4, 4, 4);
-  unknown_op.set_op("conv9d");
-  CHECK_THAT(ErrorOf(unknown_op), Catch::StartsWith("workload.op: unknown operator \"conv9d\""));
-
-  tlm::v1::Workload no_op = DenseProto(4, 4, 4);
-  no_op.clear_op();
-  CHECK_THAT(ErrorOf(no_op), Catch::StartsWith("workload.op: missing"));
-
-  tlm::v1::Workload missing = DenseProto(4, 4, 4);
-  missing.mutable_params()->RemoveLast();
-  CHECK(ErrorOf(missing) == "workload.params: missing parameter K");
-
-  tlm::v1::Workload twice = DenseProto(4, 4, 4);
-  *twice.add_params() = twice.params(0);
-  CHECK(ErrorOf(twice) == "workload.params: parameter M given twice");
-
-  tlm::v1::Workload stray = DenseProto(4, 4, 4);
-  stray.add_params()->set_name("Q");
-  CHECK_THAT(ErrorOf(stray), Catch::Contains("unknown parameter \"Q\""));
-
-  tlm::v1::Workload epi = DenseProto(4, 4, 4);
-  epi.add_epilogue("tanh");
-  CHECK_THAT(ErrorOf(epi), Catch::StartsWith("workload.epilogue: unknown epilogue \"tanh\""));
-
-  tlm::v1::Workload fp16 = DenseProto(4, 4, 4);
-  fp16.set_dtype(tlm::v1::DTYPE_FLOAT16);
-  CHECK_THAT(ErrorOf(fp16), Catch::StartsWith("workload.dtype:"));
+  tlm::v1::Workload proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.mutable_params(2)->set_value(0);
+  CHECK(ErrorOf(WorkloadFromProto(proto).status()) ==
+        "workload.params: K must be at least 1, got 0");
+  proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.set_op("convolution");
+  CHECK(absl::StartsWith(ErrorOf(WorkloadFromProto(proto).status()),
+                         "workload.op: unknown operator \"convolution\" (known operators: dense,"));
+  proto.set_op("");
+  CHECK(absl::StartsWith(ErrorOf(WorkloadFromProto(proto).status()), "workload.op: missing"));
+  proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.add_params()->set_name("Q");
+  CHECK(absl::StrContains(ErrorOf(WorkloadFromProto(proto).status()), "unknown parameter \"Q\""));
+  proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.mutable_params()->RemoveLast();
+  CHECK(ErrorOf(WorkloadFromProto(proto).status()) == "workload.params: missing parameter K");
+  proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.add_epilogue("swish");
+  CHECK(absl::StrContains(ErrorOf(WorkloadFromProto(proto).status()), "unknown epilogue \"swish\""));
+  proto = WorkloadToProto(Dense(4, 4, 4));
+  proto.set_dtype(tlm::v1::DTYPE_FLOAT16);
+  CHECK(ErrorOf(WorkloadFromProto(proto).status()) ==
+        "workload.dtype: float16 is not supported yet (float32 only)");
+  // Impossible shapes.
+  CHECK(absl::StrContains(
+      ErrorOf(MakeWorkload("conv2d_nchw", {{"N", 1}, {"C", 3}, {"H", 4}, {"W", 4}, {"F", 8},
+                                           {"KH", 7}, {"KW", 7}})
+                  .status()),
+      "kernel KH spans 7 rows/columns, more than the 4 of the padded input H"));
+  CHECK(absl::StrContains(
+      ErrorOf(MakeWorkload("max_pool2d", {{"N", 1}, {"C", 3}, {"H", 8}, {"W", 8}, {"KH", 2},
+                                          {"KW", 2}, {"P", 2}})
+                  .status()),
+      "padding P = 2 must be smaller than the kernel's span 2"));
+  CHECK(ErrorOf(MakeWorkload("softmax", {{"M", 4}, {"N", 4}}, {Epilogue::kRelu}).status()) ==
+        "workload.epilogue: relu cannot follow softmax (it takes no epilogue)");
+  CHECK(absl::StrContains(
+      ErrorOf(MakeWorkload("dense", {{"M", 65536}, {"N", 65536}, {"K", 1}}).status()),
+      "more than the limit"));
 }
 
-TEST_CASE("text form round-trips and hashes are stable") {
-  DenseProgram p;
-  p.workload = {128, 768, 3072, {Epilogue::kBias, Epilogue::kRelu}};
-  p.schedule = {{4, 8}, {8, 16}, {16, 4}, "ikj"};
-  const std::string text = Print(p);
-  CHECK(text == "dense M=128 N=768 K=3072 epilogue=bias,relu | tile i=4x8 j=8x16 k=16x4 order=ikj");
-  absl::StatusOr<DenseProgram> parsed = Parse(text);
-  REQUIRE(parsed.ok());
-  CHECK(*parsed == p);
-  // FNV-1a of a fixed string: a change here would orphan every stored hash.
-  CHECK(HashText("") == "cbf29ce484222325");
-  CHECK(HashText(text) == HashText(Print(*parsed)));
-  CHECK(HashText(text).size() == 16);
+TEST_CASE("sampled programs of every operator are valid and round-trip exactly") {
+  std::mt19937_64 rng(1);
+  for (const std::string target : {"cpu", "cuda"}) {
+    for (const Workload& w : testing::SmallWorkloads()) {
+      INFO(target << " " << WorkloadSummary(w));
+      absl::StatusOr<Sketch> sketch = Sketch::Make(w, target);
+      REQUIRE(sketch.ok());
+      CHECK(absl::EndsWith(sketch->Prompt(), kEndOfPrompt));
+      for (int i = 0; i < 40; ++i) {
+        const Program p = SampleProgram(*sketch, rng);
+        INFO(Print(p));
+        REQUIRE(ValidateProgram(p).ok());
+        const std::string text = Print(p);
+        absl::StatusOr<Program> parsed = Parse(text);
+        REQUIRE(parsed.ok());
+        CHECK(*parsed == p);
+        CHECK(Print(*parsed) == text);
+        absl::StatusOr<Program> from_proto = ProgramFromProto(ProgramToProto(p));
+        REQUIRE(from_proto.ok());
+        CHECK(*from_proto == p);
+      }
+    }
+  }
+}
 
-  tlm::v1::Program proto = ProgramToProto(p);
-  CHECK(proto.hash() == HashText(proto.text()));
-  REQUIRE(ProgramFromProto(proto).ok());
-  proto.set_hash("0000000000000000");
-  absl::StatusOr<DenseProgram> bad = ProgramFromProto(proto);
-  REQUIRE_FALSE(bad.ok());
-  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("does not match its text"));
+TEST_CASE("the text form of a program is fixed") {
+  Program p = *DefaultProgram(Dense(64, 64, 64, {Epilogue::kRelu}));
+  p.decisions = {2, 4, 2, 1, 2, 16, 8, 1, 1, 1, 64};
+  const std::string text =
+      "dense M 64 N 64 K 64 epilogue relu dtype float32 target cpu stage dense SSRSRS i 64 ? ? ? "
+      "j 64 ? ? ? k 64 ? parallel ? at ? local ? unroll ? <eop> 2 4 2 1 2 16 8 1 1 1 64";
+  CHECK(Print(p) == text);
+  REQUIRE(ValidateProgram(p).ok());
+  // The hash is part of the stored data: it must never change.
+  CHECK(HashText(text) == HashText(std::string(text)));
+  CHECK(HashText("") == "cbf29ce484222325");
+  CHECK(HashText("a") == "af63dc4c8601ec8c");
 }
 
 TEST_CASE("invalid programs are rejected with the reason") {
-  DenseProgram p = DefaultProgram({128, 64, 32, {}});
-  REQUIRE(ValidateProgram(p).ok());
+  Program p = *DefaultProgram(Dense(64, 64, 64));
+  p.decisions = {3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
+  CHECK(ErrorOf(ValidateProgram(p)) ==
+        "stage dense, axis i, level 1: 3 does not divide the remaining extent 64");
+  p.decisions = {4, 4, 8, 1, 1, 1, 1, 0, 0, 0, 0};
+  CHECK(ErrorOf(ValidateProgram(p)) ==
+        "stage dense, axis i, level 3: 8 does not divide the remaining extent 4");
+  p.decisions = {1, 1, 1, 1, 1, 64, 1, 0, 0, 0, 0};
+  CHECK(ValidateProgram(p).ok());
+  Program wide = *DefaultProgram(Dense(4, 128, 4));
+  wide.decisions = {1, 1, 1, 1, 1, 128, 1, 0, 0, 0, 0};
+  CHECK(ErrorOf(ValidateProgram(wide)) ==
+        "stage dense, axis j, level 3: vector length 128 exceeds the limit 64");
+  p.decisions = {1, 1, 1, 1, 1, 1, 1, 3, 0, 0, 0};
+  CHECK(ErrorOf(ValidateProgram(p)) == "stage dense, parallel: must be in [0, 2], got 3");
+  p.decisions = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 7};
+  CHECK(ErrorOf(ValidateProgram(p)) ==
+        "stage dense, unroll: must be one of 0, 16, 64, 512, got 7");
+  p.decisions = {1, 1, 1};
+  CHECK(ErrorOf(ValidateProgram(p)) == "the sketch has 11 decisions, got 3");
+  Program big = *DefaultProgram(Dense(1024, 1024, 4));
+  big.decisions = {1024, 1, 1, 16, 1, 64, 1, 0, 0, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(big)) ==
+        "stage dense, local: a cache-write buffer of 4194304 B exceeds the limit 262144 B");
 
-  p.schedule.i = {12, 1};
-  CHECK(std::string(ValidateProgram(p).message()) ==
-        "tile i: middle*inner = 12*1 does not divide M = 128");
-  p.schedule.i = {0, 4};
-  CHECK_THAT(std::string(ValidateProgram(p).message()), Catch::Contains("at least 1"));
-  p.schedule.i = {4, 4};
-  p.schedule.order = "iij";
-  CHECK_THAT(std::string(ValidateProgram(p).message()), Catch::Contains("not a permutation"));
+  Program gpu = *DefaultProgram(Dense(1024, 1024, 64), "cuda");
+  // i: vthread, thread, inner, inner; j: ...; k: ..., unroll.
+  gpu.decisions = {1, 64, 1, 1, 1, 32, 1, 1, 1, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(gpu)) ==
+        "stage dense, axis j, level 2: 2048 threads per block exceed the limit 1024");
+  gpu.decisions = {4, 1, 1, 1, 4, 1, 1, 1, 1, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(gpu)) ==
+        "stage dense, axis j, level 1: 16 virtual threads exceed the limit 8");
+  // 16 x 16 threads, k tile 64: (16*64 + 64*16) * 4 B = 8 KiB of shared memory.
+  gpu.decisions = {1, 16, 1, 1, 1, 16, 1, 1, 64, 1, 0};
+  CHECK(ValidateProgram(gpu).ok());
 
-  for (const char* text : {
-           "",
-           "dense M=4 N=4 K=4 epilogue=none",
-           "dense M=4 N=4 K=4 epilogue=none | tile i=1x1 j=1x1 k=1x1",
-           "dense M=4 N=4 K=4 epilogue=none | tile i=1x1 j=1x1 k=3x1 order=ijk",
-           "dense M=4 N=4 K=x epilogue=none | tile i=1x1 j=1x1 k=1x1 order=ijk",
-           "dense M=4 N=4 K=4 epilogue=gelu | tile i=1x1 j=1x1 k=1x1 order=ijk",
-           "dense M=04 N=4 K=4 epilogue=none | tile i=1x1 j=1x1 k=1x1 order=ijk",
-           "dense N=4 M=4 K=4 epilogue=none | tile i=1x1 j=1x1 k=1x1 order=ijk",
-           "dense M=4 N=4 K=4 epilogue=none | tile i=1x1 j=1x1 k=1 order=ijk",
-       }) {
-    absl::StatusOr<DenseProgram> r = Parse(text);
-    INFO(text);
-    CHECK_FALSE(r.ok());
-    if (!r.ok()) CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
-  }
+  p = *DefaultProgram(Dense(64, 64, 64));
+  std::string text = Print(p);
+  CHECK(absl::StrContains(ErrorOf(Parse(text.substr(0, text.size() - 2)).status()),
+                          "the sketch has 11 decisions, got 10"));
+  std::string other = text;
+  other.replace(other.find("SSRSRS"), 6, "SRS");
+  CHECK(absl::StrContains(ErrorOf(Parse(other).status()), "expected \"SSRSRS\""));
+  CHECK(absl::StrContains(ErrorOf(Parse(text + " x").status()), "expected a decision"));
+  CHECK(absl::StrContains(ErrorOf(Parse("dense M 4 N 4").status()), "ends where"));
+  CHECK(absl::StrContains(ErrorOf(Parse("").status()), "workload.op"));
+  std::string foreign = text;
+  foreign.replace(foreign.find("target cpu"), 10, "target fpga");
+  CHECK(absl::StrContains(ErrorOf(Parse(foreign).status()), "unknown kind \"fpga\""));
+  tlm::v1::Program proto = ProgramToProto(p);
+  proto.set_hash("0000000000000000");
+  CHECK(absl::StrContains(ErrorOf(ProgramFromProto(proto).status()), "does not match"));
 }
 
-TEST_CASE("schedule space enumerates exactly the valid programs") {
-  // 12 has divisors 1,2,3,4,6,12; pairs (a,b) with a*b | 12 number 18.
-  CHECK(TilingsOf(12).size() == 18);
-  CHECK(TilingsOf(1).size() == 1);
-  CHECK(TilingsOf(7).size() == 3);
-
-  ScheduleSpace space({12, 7, 4, {Epilogue::kRelu}});
-  REQUIRE(space.size() == 18u * 3u * 6u * 6u);
-  std::set<std::string> texts;
-  for (uint64_t i = 0; i < space.size(); ++i) {
-    DenseProgram p = space.At(i);
-    REQUIRE(ValidateProgram(p).ok());
-    texts.insert(Print(p));
-  }
-  CHECK(texts.size() == space.size());
+TEST_CASE("shared-memory limits bound cuda tiles") {
+  Program gpu = *DefaultProgram(Dense(1024, 1024, 1024), "cuda");
+  // Block tile 256 x 256 with k tile 64: (256*64 + 64*256) * 4 B = 128 KiB.
+  gpu.decisions = {1, 16, 1, 16, 1, 16, 1, 16, 64, 1, 0};
+  CHECK(absl::StrContains(ErrorOf(ValidateProgram(gpu)), "shared memory of"));
 }
 
-TEST_CASE("random samples are valid, round-trip and cover the space") {
-  ScheduleSpace space({64, 48, 32, {Epilogue::kBias}});
-  std::mt19937_64 rng(7);
-  std::set<std::string> orders;
-  std::set<int64_t> inner_i;
-  for (int n = 0; n < 1000; ++n) {
-    DenseProgram p = space.Sample(rng);
-    REQUIRE(ValidateProgram(p).ok());
-    absl::StatusOr<DenseProgram> back = Parse(Print(p));
-    REQUIRE(back.ok());
-    REQUIRE(*back == p);
-    orders.insert(p.schedule.order);
-    inner_i.insert(p.schedule.i.inner);
+TEST_CASE("every operator lowers to a loop nest") {
+  std::mt19937_64 rng(2);
+  for (const Workload& w : testing::SmallWorkloads()) {
+    INFO(WorkloadSummary(w));
+    const Sketch sketch = *Sketch::Make(w, "cpu");
+    for (int i = 0; i < 20; ++i) {
+      const Program p = SampleProgram(sketch, rng);
+      absl::StatusOr<LoopNest> nest = Lower(p);
+      REQUIRE(nest.ok());
+      CHECK_FALSE(PrintLoopNest(*nest).empty());
+    }
   }
-  CHECK(orders.size() == 6);
-  CHECK(inner_i.size() == 7);  // 1, 2, 4, ..., 64
+  const Workload d = Dense(64, 64, 64, {Epilogue::kBias});
+  Program p = *DefaultProgram(d);
+  p.decisions = {2, 4, 2, 1, 2, 16, 8, 2, 1, 1, 64};
+  const std::string nest = PrintLoopNest(*Lower(p));
+  INFO(nest);
+  CHECK(absl::StrContains(nest, "parallel for fused.i.j in 0..8:"));
+  CHECK(absl::StrContains(nest, "local float dense.acc[256]"));
+  CHECK(absl::StrContains(nest, "vectorized for j.3 in 0..16:"));
+  CHECK(absl::StrContains(nest, "unrolled for"));
+  CHECK(absl::StrContains(nest, "bias["));
+  CHECK(Lower(*DefaultProgram(d, "cuda")).status().code() == absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace
