@@ -3,76 +3,105 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
-
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
+#include <vector>
 
 namespace tlm::worker {
 namespace {
 
-using program::DenseProgram;
-using program::Epilogue;
+using program::ExprOp;
+using program::LExpr;
+using program::Stmt;
+using program::StmtKind;
 
-void ApplyEpilogue(const program::DenseWorkload& w, const float* bias, float* c) {
-  for (Epilogue e : w.epilogue) {
-    for (int64_t i = 0; i < w.m; ++i) {
-      float* row = c + i * w.n;
-      if (e == Epilogue::kBias) {
-        for (int64_t j = 0; j < w.n; ++j) row[j] += bias[j];
-      } else {
-        for (int64_t j = 0; j < w.n; ++j) row[j] = std::max(row[j], 0.0f);
+class Interpreter {
+ public:
+  Interpreter(const program::LoopNest& nest, float* const* buffers)
+      : nest_(nest), locals_(nest.buffers.size()), vars_(nest.vars.size(), 0) {
+    for (size_t i = 0; i < nest.buffers.size(); ++i) {
+      buffers_.push_back(nest.buffers[i].local ? nullptr : buffers[i]);
+    }
+  }
+
+  void Run(const std::vector<Stmt>& stmts) {
+    for (const Stmt& s : stmts) {
+      switch (s.kind) {
+        case StmtKind::kFor:
+          for (int64_t i = 0; i < s.extent; ++i) {
+            vars_[s.var] = i;
+            Run(s.body);
+          }
+          break;
+        case StmtKind::kLet:
+          vars_[s.var] = (vars_[s.src] / s.div) % s.mod;
+          break;
+        case StmtKind::kAlloc:
+          locals_[s.buffer].assign(nest_.buffers[s.buffer].elements, 0.0f);
+          buffers_[s.buffer] = locals_[s.buffer].data();
+          break;
+        case StmtKind::kStore:
+          buffers_[s.buffer][Offset(s.index)] = Eval(s.value);
+          break;
       }
     }
   }
-}
 
-double Seconds(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+ private:
+  int64_t Offset(const program::Index& index) const {
+    int64_t v = index.offset;
+    for (const auto& [var, coef] : index.terms) v += coef * vars_[var];
+    return v;
+  }
+
+  float Eval(const LExpr& e) const {
+    auto arg = [&](int i) { return Eval(e.args[i]); };
+    switch (e.op) {
+      case ExprOp::kConst:
+        return static_cast<float>(e.constant);
+      case ExprOp::kLoad: {
+        int64_t offset = Offset(e.index);
+        if (e.clamp) offset = std::clamp<int64_t>(offset, 0, nest_.buffers[e.buffer].elements - 1);
+        return buffers_[e.buffer][offset];
+      }
+      case ExprOp::kAdd:
+        return arg(0) + arg(1);
+      case ExprOp::kSub:
+        return arg(0) - arg(1);
+      case ExprOp::kMul:
+        return arg(0) * arg(1);
+      case ExprOp::kDiv:
+        return arg(0) / arg(1);
+      case ExprOp::kMax:
+        return std::fmax(arg(0), arg(1));
+      case ExprOp::kMin:
+        return std::fmin(arg(0), arg(1));
+      case ExprOp::kExp:
+        return std::exp(arg(0));
+      case ExprOp::kErf:
+        return std::erf(arg(0));
+      case ExprOp::kSqrt:
+        return std::sqrt(arg(0));
+      case ExprOp::kSelect:
+        for (const program::LoopGuard& g : e.guards) {
+          const int64_t v = Offset(g.value);
+          if (v < g.lo || v >= g.hi) return arg(1);
+        }
+        return arg(0);
+      case ExprOp::kValue:
+        break;
+    }
+    return 0;
+  }
+
+  const program::LoopNest& nest_;
+  std::vector<float*> buffers_;
+  std::vector<std::vector<float>> locals_;
+  std::vector<int64_t> vars_;
+};
 
 }  // namespace
 
-void RunDense(const DenseProgram& p, const float* a, const float* b, const float* bias, float* c) {
-  const program::DenseWorkload& w = p.workload;
-  const program::DenseLoops loops = program::LoopsOf(p);
-  const int64_t* outer = loops.outer;
-  const int64_t* middle = loops.middle;
-  const int64_t* inner = loops.inner;
-  const int l0 = loops.order[0];
-  const int l1 = loops.order[1];
-  const int l2 = loops.order[2];
-  const int64_t n = w.n;
-  const int64_t k_extent = w.k;
-
-  std::fill(c, c + w.m * w.n, 0.0f);
-  int64_t o[3];
-  int64_t m[3];
-  for (o[l0] = 0; o[l0] < outer[l0]; ++o[l0]) {
-    for (o[l1] = 0; o[l1] < outer[l1]; ++o[l1]) {
-      for (o[l2] = 0; o[l2] < outer[l2]; ++o[l2]) {
-        for (m[l0] = 0; m[l0] < middle[l0]; ++m[l0]) {
-          for (m[l1] = 0; m[l1] < middle[l1]; ++m[l1]) {
-            for (m[l2] = 0; m[l2] < middle[l2]; ++m[l2]) {
-              const int64_t i0 = (o[0] * middle[0] + m[0]) * inner[0];
-              const int64_t j0 = (o[1] * middle[1] + m[1]) * inner[1];
-              const int64_t k0 = (o[2] * middle[2] + m[2]) * inner[2];
-              for (int64_t ii = 0; ii < inner[0]; ++ii) {
-                float* __restrict crow = c + (i0 + ii) * n + j0;
-                for (int64_t kk = 0; kk < inner[2]; ++kk) {
-                  const float av = a[(i0 + ii) * k_extent + k0 + kk];
-                  const float* __restrict brow = b + (k0 + kk) * n + j0;
-                  for (int64_t jj = 0; jj < inner[1]; ++jj) crow[jj] += av * brow[jj];
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  ApplyEpilogue(w, bias, c);
+void RunLoopNest(const program::LoopNest& nest, float* const* buffers) {
+  Interpreter(nest, buffers).Run(nest.body);
 }
 
 CpuRefBackend::CpuRefBackend(Options options) {
@@ -80,24 +109,28 @@ CpuRefBackend::CpuRefBackend(Options options) {
 }
 
 tlm::v1::WorkerCapabilities CpuRefBackend::Capabilities() const {
-  return CpuCapabilities(name(), CpuModelName());
+  return CpuCapabilities(name(), CpuModelName(), 1);
 }
 
 tlm::v1::MeasureResult CpuRefBackend::Measure(const tlm::v1::Program& program,
                                               const tlm::v1::MeasureOptions& options) {
   const auto build_start = std::chrono::steady_clock::now();
-  absl::StatusOr<DenseProgram> parsed = program::ProgramFromProto(program);
+  absl::StatusOr<program::Program> parsed = program::ProgramFromProto(program);
   if (!parsed.ok()) {
     return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
                              std::string(parsed.status().message()));
   }
-  const DenseProgram& p = *parsed;
+  absl::StatusOr<program::LoopNest> nest = program::Lower(*parsed);
+  if (!nest.ok()) {
+    return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "build",
+                             std::string(nest.status().message()));
+  }
+  const double build_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - build_start).count();
+  const program::LoopNest& n = *nest;
   return harness_.Measure(
-      p,
-      [&p](const float* a, const float* b, const float* bias, float* c) {
-        RunDense(p, a, b, bias, c);
-      },
-      options, Seconds(build_start), program::PrintLoopNest(p));
+      *parsed, [&n](float* const* buffers) { RunLoopNest(n, buffers); }, options, build_seconds,
+      program::PrintLoopNest(n));
 }
 
 }  // namespace tlm::worker

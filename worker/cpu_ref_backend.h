@@ -1,24 +1,20 @@
-// cpu-ref: the reference CPU backend. Runs a dense program as a plain C++
-// loop nest that follows the program's schedule exactly (tiling and loop
-// order), checks it against a double-precision reference, and times it on
-// one thread. It is the correctness reference for faster CPU backends.
+// cpu-ref: the reference CPU backend. Interprets a program's loop nest
+// statement by statement in fp32 (parallel and vectorized loops run as plain
+// loops), checks it against the reference executor and times it on one
+// thread. It validates lowering independently of any code generator.
 #ifndef TLMD_WORKER_CPU_REF_BACKEND_H_
 #define TLMD_WORKER_CPU_REF_BACKEND_H_
 
-#include <memory>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "program/program.h"
+#include "program/loop_nest.h"
 #include "worker/backend.h"
-#include "worker/dense_harness.h"
+#include "worker/harness.h"
 
 namespace tlm::worker {
 
-// C = epilogue(A * B) with the program's loop nest; c has M*N elements.
-void RunDense(const program::DenseProgram& p, const float* a, const float* b, const float* bias,
-              float* c);
+// Runs `nest` on buffers[t] = global buffer t.
+void RunLoopNest(const program::LoopNest& nest, float* const* buffers);
 
 class CpuRefBackend final : public Backend {
  public:
@@ -36,7 +32,7 @@ class CpuRefBackend final : public Backend {
                                  const tlm::v1::MeasureOptions& options) override;
 
  private:
-  DenseHarness harness_;
+  Harness harness_;
 };
 
 }  // namespace tlm::worker

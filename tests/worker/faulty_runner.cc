@@ -1,12 +1,19 @@
-// A runner whose kernels misbehave on request, for the isolation tests:
-// program text "crash" stores out of bounds, "hang" never returns, "exit"
-// leaves with code 3; anything else succeeds and reports in `number` how many
-// programs this process has measured.
+// A runner whose kernels misbehave on request, for the isolation tests.
+//
+// Without arguments: program text "crash" stores out of bounds, "hang" never
+// returns, "exit" leaves with code 3; anything else succeeds and reports in
+// `number` how many programs this process has measured.
+//
+// With --llvm: the real LLVM cpu backend, whose loop nests are broken
+// before compilation for dense workloads with M = 13 (every store moved 2^40
+// elements out of bounds) and M = 17 (the outermost loop's body repeated endlessly).
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "worker/isolated_backend.h"
+#include "worker/llvm_cpu_backend.h"
 
 namespace {
 
@@ -37,9 +44,43 @@ class FaultyBackend : public tlm::worker::Backend {
   int measured_ = 0;
 };
 
+void MoveStores(std::vector<tlm::program::Stmt>& stmts) {
+  for (tlm::program::Stmt& s : stmts) {
+    if (s.kind == tlm::program::StmtKind::kStore) s.index.offset += int64_t{1} << 40;
+    MoveStores(s.body);
+  }
+}
+
+void Break(tlm::program::LoopNest& nest) {
+  // The untiled program of dense M x N x K starts with the loop over i, of
+  // extent M.
+  for (tlm::program::Stmt& s : nest.body) {
+    if (s.kind != tlm::program::StmtKind::kFor) continue;
+    if (s.extent == 13) MoveStores(nest.body);
+    if (s.extent == 17) {
+      // Repeat the loop's body 2^62 times: endless, and always in bounds.
+      tlm::program::Stmt forever;
+      forever.kind = tlm::program::StmtKind::kFor;
+      forever.var = static_cast<int>(nest.vars.size());
+      nest.vars.push_back("forever");
+      forever.extent = int64_t{1} << 62;
+      forever.body = std::move(s.body);
+      s.body = {std::move(forever)};
+    }
+    return;
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--llvm") == 0) {
+    tlm::worker::LlvmCpuBackend::Options options;
+    options.num_threads = 1;
+    options.rewrite_for_testing = Break;
+    tlm::worker::LlvmCpuBackend backend(options);
+    return tlm::worker::ServeRunner(backend, STDIN_FILENO, STDOUT_FILENO).ok() ? 0 : 1;
+  }
   FaultyBackend backend;
   return tlm::worker::ServeRunner(backend, STDIN_FILENO, STDOUT_FILENO).ok() ? 0 : 1;
 }

@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 
+#include "program/program.h"
 #include "worker/cpu_ref_backend.h"
+#include "worker/llvm_cpu_backend.h"
 
 namespace tlm::worker {
 namespace {
@@ -55,6 +57,33 @@ TEST_CASE("crashes, hangs and exits become typed results and the runner is repla
   CHECK(backend.Measure(Text("ok"), fast).number() == 1);
   CHECK(backend.spawned() == 4);
   CHECK(backend.name() == "cpu-ref");  // identity comes from the local backend
+}
+
+tlm::v1::Program UntiledDense(int64_t m) {
+  return program::ProgramToProto(*program::DefaultProgram(
+      *program::MakeWorkload("dense", {{"M", m}, {"N", 16}, {"K", 16}})));
+}
+
+TEST_CASE("JIT-compiled kernels that store out of bounds or never end do not take the worker down") {
+  IsolatedBackend backend(std::make_unique<LlvmCpuBackend>(),
+                          {Runfile("tests/worker/faulty_runner"), "--llvm"},
+                          absl::Milliseconds(500));
+  tlm::v1::MeasureOptions options;
+  options.set_min_repeat_ms(1);
+  options.set_run_timeout_s(1);
+  tlm::v1::MeasureResult r = backend.Measure(UntiledDense(8), options);
+  INFO(r.error_message());
+  REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+
+  r = backend.Measure(UntiledDense(13), options);
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_RUNTIME_DEVICE);
+  CHECK_THAT(r.error_message(), Catch::Contains("killed by signal 11"));
+  CHECK(backend.Measure(UntiledDense(8), options).error_kind() == tlm::v1::ERROR_KIND_NONE);
+
+  r = backend.Measure(UntiledDense(17), options);
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_RUN_TIMEOUT);
+  CHECK(backend.Measure(UntiledDense(8), options).error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(backend.spawned() == 3);
 }
 
 TEST_CASE("a runner that cannot start is an UNKNOWN result, not a crash") {

@@ -1,0 +1,160 @@
+#include "worker/harness.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "spdlog/spdlog.h"
+
+namespace tlm::worker {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::StatusOr<WorkloadData> MakeWorkloadData(const program::Workload& workload) {
+  absl::StatusOr<program::ComputeDag> dag = program::BuildDag(workload);
+  if (!dag.ok()) return dag.status();
+  WorkloadData d;
+  d.workload = workload;
+  d.dag = std::move(*dag);
+  d.tensors = program::MakeInputs(d.dag);
+  for (size_t t = 0; t < d.dag.tensors.size(); ++t) {
+    d.tensors[t].resize(d.dag.tensors[t].elements());
+    d.pointers.push_back(d.tensors[t].data());
+  }
+  d.reference = program::EvaluateReference(d.dag, d.tensors);
+  return d;
+}
+
+tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,
+                                         const std::string& message) {
+  tlm::v1::MeasureResult r;
+  r.set_error_kind(kind);
+  r.set_error_stage(stage);
+  r.set_error_message(message);
+  return r;
+}
+
+std::string CpuModelName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "model name")) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      }
+    }
+  }
+  return "unknown CPU";
+}
+
+tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
+                                            const std::string& device_name, int num_threads) {
+  tlm::v1::WorkerCapabilities caps;
+  caps.mutable_target()->set_kind("cpu");
+  caps.set_backend(backend);
+  caps.set_device_name(device_name);
+  caps.set_num_threads(num_threads);
+  return caps;
+}
+
+absl::StatusOr<WorkloadData*> Harness::DataFor(const program::Workload& workload) {
+  if (!data_.has_value() || data_->workload != workload) {
+    const auto start = std::chrono::steady_clock::now();
+    data_.reset();
+    absl::StatusOr<WorkloadData> data = MakeWorkloadData(workload);
+    if (!data.ok()) return data.status();
+    data_ = std::move(*data);
+    spdlog::debug("prepared inputs and reference for {} in {:.3f} s",
+                  program::WorkloadSummary(workload), Seconds(start));
+  }
+  return &*data_;
+}
+
+tlm::v1::MeasureResult Harness::Measure(const program::Program& program, const Kernel& kernel,
+                                        const tlm::v1::MeasureOptions& raw_options,
+                                        double build_seconds, std::string source) {
+  const tlm::v1::MeasureOptions options = WithDefaults(raw_options);
+  const auto prepare_start = std::chrono::steady_clock::now();
+  absl::StatusOr<WorkloadData*> data_or = DataFor(program.workload);
+  build_seconds += Seconds(prepare_start);
+  if (!data_or.ok()) {
+    tlm::v1::MeasureResult failure = FailedMeasurement(
+        tlm::v1::ERROR_KIND_INSTANTIATION, "build", std::string(data_or.status().message()));
+    failure.set_build_seconds(build_seconds);
+    return failure;
+  }
+  WorkloadData& data = **data_or;
+  std::vector<float>& out = data.tensors[data.dag.stages.back().output];
+  const absl::Time deadline = absl::Now() + absl::Seconds(options.run_timeout_s());
+  const auto run_start = std::chrono::steady_clock::now();
+  auto call = [&] {
+    kernel(data.pointers.data());
+    if (corrupt_output_) out[out.size() / 2] += 0.5f;
+  };
+
+  tlm::v1::MeasureResult result;
+  result.set_build_seconds(build_seconds);
+  auto wrong = [&](const std::string& message) {
+    result.set_error_kind(tlm::v1::ERROR_KIND_WRONG_ANSWER);
+    result.set_error_stage("check");
+    result.set_error_message(message);
+    result.set_run_seconds(Seconds(run_start));
+    return result;
+  };
+  if (!options.skip_check()) {
+    // Elements the kernel never writes stay NaN and fail the check.
+    std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
+    call();
+    for (size_t n = 0; n < out.size(); ++n) {
+      if (!std::isfinite(out[n])) {
+        return wrong(absl::StrFormat("output[%d] = %f: not written or not finite", n, out[n]));
+      }
+    }
+    const program::ReferenceOutput& ref = data.reference;
+    double max_error = 0;
+    int64_t worst = -1;
+    for (size_t i = 0; i < ref.index.size(); ++i) {
+      const double error = std::fabs(out[ref.index[i]] - ref.expected[i]);
+      max_error = std::max(max_error, error);
+      if (!(error <= ref.tolerance[i]) && worst < 0) worst = static_cast<int64_t>(i);
+    }
+    result.set_max_abs_error(max_error);
+    if (worst >= 0) {
+      return wrong(absl::StrFormat(
+          "output[%d] = %.6g, expected %.6g (tolerance %.3g); max abs error %.3g over %d checked "
+          "elements",
+          ref.index[worst], out[ref.index[worst]], ref.expected[worst], ref.tolerance[worst],
+          max_error, ref.index.size()));
+    }
+  }
+
+  absl::StatusOr<Timing> timing = TimeCalls(
+      call, options, [this] { flusher_.Flush(); }, deadline);
+  result.set_run_seconds(Seconds(run_start));
+  if (!timing.ok()) {
+    result.set_error_kind(tlm::v1::ERROR_KIND_RUN_TIMEOUT);
+    result.set_error_stage("run");
+    result.set_error_message(std::string(timing.status().message()));
+    return result;
+  }
+  result.set_error_kind(tlm::v1::ERROR_KIND_NONE);
+  for (double s : timing->repeat_seconds) result.add_repeat_seconds(s);
+  result.set_median_seconds(timing->median_seconds);
+  result.set_number(timing->number);
+  result.set_source(std::move(source));
+  return result;
+}
+
+}  // namespace tlm::worker

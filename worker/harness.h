@@ -1,0 +1,73 @@
+// Checking and timing of CPU kernels, shared by the CPU backends: random
+// inputs and the reference output per workload (kept while consecutive
+// programs share the workload), the output check, and the timing loop.
+#ifndef TLMD_WORKER_HARNESS_H_
+#define TLMD_WORKER_HARNESS_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "program/compute.h"
+#include "program/program.h"
+#include "program/reference.h"
+#include "tlm/v1/fleet.pb.h"
+#include "tlm/v1/program.pb.h"
+#include "worker/timing.h"
+
+namespace tlm::worker {
+
+// A kernel reads and writes the workload's tensors: buffers[t] is tensor t
+// of the DAG (inputs, intermediates, output), row-major fp32.
+using Kernel = std::function<void(float* const* buffers)>;
+
+// Buffers and reference of one workload.
+struct WorkloadData {
+  program::Workload workload;
+  program::ComputeDag dag;
+  std::vector<std::vector<float>> tensors;  // inputs random, others sized
+  std::vector<float*> pointers;             // tensors[t].data()
+  program::ReferenceOutput reference;
+};
+
+absl::StatusOr<WorkloadData> MakeWorkloadData(const program::Workload& workload);
+
+// A result for a program that failed before it could be measured.
+tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,
+                                         const std::string& message);
+
+// CPU model name from /proc/cpuinfo ("unknown CPU" if unreadable).
+std::string CpuModelName();
+
+// Capabilities of a CPU backend running kernels on `num_threads` threads.
+tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
+                                            const std::string& device_name, int num_threads);
+
+class Harness {
+ public:
+  // Checks `kernel` against the reference (unless options.skip_check):
+  // every output element must be finite (the output starts as NaN, so an
+  // unwritten element fails) and the reference's elements within
+  // tolerance; then times it. `build_seconds` is what the backend spent
+  // building; preparing inputs for a new workload is added to it. Not
+  // thread-safe.
+  tlm::v1::MeasureResult Measure(const program::Program& program, const Kernel& kernel,
+                                 const tlm::v1::MeasureOptions& options, double build_seconds,
+                                 std::string source);
+
+  // Test-only: perturbs one output element after every call, so checking
+  // must fail.
+  void set_corrupt_output_for_testing(bool corrupt) { corrupt_output_ = corrupt; }
+
+ private:
+  absl::StatusOr<WorkloadData*> DataFor(const program::Workload& workload);
+
+  std::optional<WorkloadData> data_;
+  CacheFlusher flusher_;
+  bool corrupt_output_ = false;
+};
+
+}  // namespace tlm::worker
+
+#endif  // TLMD_WORKER_HARNESS_H_
