@@ -134,6 +134,14 @@ const std::vector<std::string>& OpParams(absl::string_view op) {
   return info == nullptr ? none : info->params;
 }
 
+Workload DenseWorkload(int64_t m, int64_t n, int64_t k, std::vector<Epilogue> epilogue) {
+  Workload w;
+  w.op = "dense";
+  w.params = {m, n, k};
+  w.epilogue = std::move(epilogue);
+  return w;
+}
+
 absl::Status ValidateWorkload(const Workload& w) {
   const OpInfo* op = FindOp(w.op);
   if (op == nullptr) {

@@ -74,6 +74,9 @@ absl::StatusOr<Workload> MakeWorkload(absl::string_view op,
                                       std::vector<Epilogue> epilogue = {},
                                       DType dtype = DType::kFloat32);
 
+// dense M x N x K with an epilogue (not validated: MakeWorkload validates).
+Workload DenseWorkload(int64_t m, int64_t n, int64_t k, std::vector<Epilogue> epilogue = {});
+
 // Checks parameters, derived shapes, tensor sizes, epilogues and dtype.
 absl::Status ValidateWorkload(const Workload& w);
 

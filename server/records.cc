@@ -59,13 +59,16 @@ absl::Status ValidateRecord(const tlm::v1::Record& record, int index) {
     return Invalid(index, absl::StrCat("format_version: expected ", kRecordFormatVersion, ", got ",
                                        record.format_version()));
   }
-  absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(record.workload());
+  absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(record.workload());
   if (!workload.ok()) return Invalid(index, workload.status().message());
   if (record.target().kind().empty()) return Invalid(index, "target.kind: missing");
-  absl::StatusOr<program::DenseProgram> parsed = program::ProgramFromProto(record.program());
+  absl::StatusOr<program::Program> parsed = program::ProgramFromProto(record.program());
   if (!parsed.ok()) return Invalid(index, absl::StrCat("program: ", parsed.status().message()));
   if (parsed->workload != *workload) {
     return Invalid(index, "program: its text describes a different workload than workload");
+  }
+  if (parsed->target != record.target().kind()) {
+    return Invalid(index, "program: its text is for a different target than target.kind");
   }
   const tlm::v1::MeasureResult& r = record.result();
   if (r.error_kind() == tlm::v1::ERROR_KIND_UNSPECIFIED ||
@@ -91,7 +94,7 @@ absl::StatusOr<tlm::v1::ImportRecordsResponse> ImportRecords(
   std::map<Key, std::vector<const tlm::v1::Record*>> groups;
   std::vector<Key> order;
   for (const tlm::v1::Record& r : records) {
-    const program::DenseWorkload w = *program::WorkloadFromProto(r.workload());
+    const program::Workload w = *program::WorkloadFromProto(r.workload());
     Key key{program::WorkloadSummary(w), r.target().kind(), r.target().device()};
     if (groups.count(key) == 0) order.push_back(key);
     groups[key].push_back(&r);

@@ -1,46 +1,59 @@
 #include "server/sampler.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "program/sampler.h"
 
 namespace tlm::server {
 namespace {
 
-// Spaces up to this size are enumerated once rejection sampling stops
-// finding unseen programs, so a task can exhaust a small space exactly.
-constexpr uint64_t kEnumerableSpace = uint64_t{1} << 20;
+// Programs visited at most when enumerating a space after rejection
+// sampling stopped finding unseen ones.
+constexpr int64_t kEnumerationLimit = int64_t{1} << 16;
 // Rejection-sampling draws per requested program before enumerating.
 constexpr int kDrawsPerProgram = 32;
 
 }  // namespace
 
-RandomSampler::RandomSampler(const program::DenseWorkload& workload, uint64_t seed)
-    : space_(workload), rng_(seed) {}
+RandomSampler::RandomSampler(program::Sketch sketch, uint64_t seed)
+    : sketch_(std::move(sketch)), rng_(seed) {}
 
-std::vector<program::DenseProgram> RandomSampler::Propose(
+std::vector<program::Program> RandomSampler::Propose(
     int count, const absl::flat_hash_set<std::string>& exclude) {
-  std::vector<program::DenseProgram> out;
+  std::vector<program::Program> out;
   if (count <= 0) return out;
   absl::flat_hash_set<std::string> taken;
-  auto take = [&](const program::DenseProgram& p) {
+  auto take = [&](const program::Program& p) {
     std::string hash = program::HashText(program::Print(p));
     if (exclude.contains(hash) || !taken.insert(std::move(hash)).second) return;
     out.push_back(p);
   };
   for (int draws = 0; draws < kDrawsPerProgram * count && static_cast<int>(out.size()) < count;
        ++draws) {
-    take(space_.Sample(rng_));
+    take(program::SampleProgram(sketch_, rng_));
   }
-  if (static_cast<int>(out.size()) < count && space_.size() <= kEnumerableSpace) {
-    std::vector<uint64_t> order(space_.size());
-    for (uint64_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::shuffle(order.begin(), order.end(), rng_);
-    for (uint64_t i = 0; i < order.size() && static_cast<int>(out.size()) < count; ++i) {
-      take(space_.At(order[i]));
+  // Depth-first enumeration, for spaces nearly exhausted.
+  int64_t visited = 0;
+  program::Program p;
+  p.workload = sketch_.workload();
+  p.target = sketch_.target();
+  std::function<void()> enumerate = [&] {
+    if (static_cast<int>(out.size()) >= count || visited >= kEnumerationLimit) return;
+    if (p.decisions.size() == sketch_.slots().size()) {
+      ++visited;
+      take(p);
+      return;
     }
-  }
+    for (int64_t v : sketch_.Candidates(p.decisions.size(), p.decisions)) {
+      p.decisions.push_back(v);
+      enumerate();
+      p.decisions.pop_back();
+    }
+  };
+  if (static_cast<int>(out.size()) < count) enumerate();
   return out;
 }
 
@@ -50,9 +63,13 @@ const std::vector<std::string>& SamplerNames() {
 }
 
 absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
-                                                     const program::DenseWorkload& workload,
-                                                     uint64_t seed) {
-  if (name.empty() || name == "random") return std::make_unique<RandomSampler>(workload, seed);
+                                                     const program::Workload& workload,
+                                                     const std::string& target, uint64_t seed) {
+  if (name.empty() || name == "random") {
+    absl::StatusOr<program::Sketch> sketch = program::Sketch::Make(workload, target);
+    if (!sketch.ok()) return sketch.status();
+    return std::make_unique<RandomSampler>(std::move(*sketch), seed);
+  }
   return absl::InvalidArgumentError(absl::StrCat("sampler: unknown sampler \"", name, "\" (known: ",
                                                  absl::StrJoin(SamplerNames(), ", "), ")"));
 }

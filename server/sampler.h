@@ -11,7 +11,6 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "program/program.h"
-#include "program/sampler.h"
 
 namespace tlm::server {
 
@@ -24,30 +23,33 @@ class Sampler {
   // Up to `count` distinct valid programs whose hashes (program::HashText of
   // the canonical text) are not in `exclude`. Fewer than `count`, possibly
   // none, means the space holds no more unseen programs.
-  virtual std::vector<program::DenseProgram> Propose(
+  virtual std::vector<program::Program> Propose(
       int count, const absl::flat_hash_set<std::string>& exclude) = 0;
 };
 
-// Uniform random search over the valid schedules of a workload.
+// Random search: every decision drawn uniformly from its slot's allowed
+// values (program::SampleProgram). Once draws stop finding unseen programs,
+// a small space is enumerated, so a task can exhaust it exactly.
 class RandomSampler : public Sampler {
  public:
-  RandomSampler(const program::DenseWorkload& workload, uint64_t seed);
+  RandomSampler(program::Sketch sketch, uint64_t seed);
 
-  std::vector<program::DenseProgram> Propose(
+  std::vector<program::Program> Propose(
       int count, const absl::flat_hash_set<std::string>& exclude) override;
 
  private:
-  program::ScheduleSpace space_;
+  program::Sketch sketch_;
   std::mt19937_64 rng_;
 };
 
 // Names accepted by MakeSampler; the first is the default.
 const std::vector<std::string>& SamplerNames();
 
-// INVALID_ARGUMENT "sampler: ..." for an unknown name; "" means the default.
+// INVALID_ARGUMENT "sampler: ..." for an unknown name ("" means the
+// default), or the workload's or target's error.
 absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
-                                                     const program::DenseWorkload& workload,
-                                                     uint64_t seed);
+                                                     const program::Workload& workload,
+                                                     const std::string& target, uint64_t seed);
 
 }  // namespace tlm::server
 

@@ -54,7 +54,7 @@ const std::vector<std::string>& KnownTargetKinds() {
 
 absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
   if (request.name().size() > 200) return Invalid("name", "longer than 200 characters");
-  absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(request.workload());
+  absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
   const std::string& kind = request.target().kind();
   const std::string known = absl::StrJoin(KnownTargetKinds(), ", ");
@@ -69,7 +69,7 @@ absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
                                               request.num_trials()));
   }
   absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      MakeSampler(request.sampler(), *workload, request.seed());
+      MakeSampler(request.sampler(), *workload, request.target().kind(), request.seed());
   if (!sampler.ok()) return sampler.status();
   const tlm::v1::MeasureOptions& m = request.measure();
   for (absl::Status s : {
@@ -147,9 +147,10 @@ absl::Status Tuner::Resume() {
       absl::StatusOr<std::vector<StoredProgram>> unmeasured =
           store_->ListUnmeasuredPrograms(t.id());
       if (!unmeasured.ok()) return unmeasured.status();
-      absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(t.workload());
+      absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(t.workload());
       absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-          workload.ok() ? MakeSampler(t.sampler(), *workload, ResumeSeed(t.seed(), hashes->size()))
+          workload.ok() ? MakeSampler(t.sampler(), *workload, t.target().kind(),
+                                    ResumeSeed(t.seed(), hashes->size()))
                         : workload.status();
       if (!sampler.ok()) {
         // A task this server cannot continue must not keep the others from resuming.
@@ -188,10 +189,10 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
   if (request.seed() == 0) {
     request.set_seed(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) | 1);
   }
-  absl::StatusOr<program::DenseWorkload> workload = program::WorkloadFromProto(request.workload());
+  absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
   absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      MakeSampler(request.sampler(), *workload, request.seed());
+      MakeSampler(request.sampler(), *workload, request.target().kind(), request.seed());
   if (!sampler.ok()) return sampler.status();
 
   std::vector<Job> jobs;
@@ -226,9 +227,9 @@ absl::StatusOr<std::vector<Job>> Tuner::TopUp(ActiveTask& task) {
   const int want = std::min(options_.window_per_task - task.outstanding,
                             task.num_trials - task.done - task.outstanding);
   if (want <= 0) return jobs;
-  std::vector<program::DenseProgram> programs = task.sampler->Propose(want, task.hashes);
+  std::vector<program::Program> programs = task.sampler->Propose(want, task.hashes);
   if (static_cast<int>(programs.size()) < want) task.exhausted = true;
-  for (const program::DenseProgram& p : programs) {
+  for (const program::Program& p : programs) {
     tlm::v1::Program proto = program::ProgramToProto(p);
     absl::StatusOr<AddedProgram> added = store_->AddProgram(task.id, proto);
     if (!added.ok()) return added.status();

@@ -100,7 +100,7 @@ std::string Cluster::Logs() const {
 }
 
 tlm::v1::Workload Dense(int64_t m, int64_t n, int64_t k) {
-  return program::WorkloadToProto({m, n, k, {}});
+  return program::WorkloadToProto(program::DenseWorkload(m, n, k));
 }
 
 bool MakeSelfSignedCertificate(const std::string& cert_file, const std::string& key_file) {

@@ -95,7 +95,7 @@ TEST_CASE("two workers measure 32 trials; best is the minimum; tlmctl prints it"
       cluster.db_path(), "SELECT CAST(ROUND(MIN(m.median_seconds) * 1e9) AS INTEGER)" + from);
   CHECK(static_cast<int64_t>(std::llround(best.trial().result().median_seconds() * 1e9)) == min_ns);
   CHECK(best.trial().result().median_seconds() == Approx(done.best_seconds()));
-  CHECK(best.trial().program().text().rfind("dense M=64 N=48 K=32 epilogue=bias,relu | tile", 0) ==
+  CHECK(best.trial().program().text().rfind("dense M 64 N 48 K 32 epilogue bias relu dtype float32 target cpu stage dense SSRSRS", 0) ==
         0);
 
   const CommandResult ctl =

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <random>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "program/program.h"
 #include "program/sampler.h"
@@ -18,13 +21,20 @@ using testing::TempDir;
 int64_t AddTask(Store& store, int64_t m, int n, double first_latency) {
   tlm::v1::SubmitTaskRequest request;
   request.set_name("source");
-  *request.mutable_workload() = program::WorkloadToProto({m, 8, 8, {program::Epilogue::kRelu}});
+  *request.mutable_workload() = program::WorkloadToProto(program::DenseWorkload(m, 8, 8, {program::Epilogue::kRelu}));
   request.mutable_target()->set_kind("cpu");
   request.set_num_trials(n);
   const int64_t task = store.CreateTask(request, 1)->id();
-  program::ScheduleSpace space({m, 8, 8, {program::Epilogue::kRelu}});
+  const program::Sketch sketch =
+      *program::Sketch::Make(program::DenseWorkload(m, 8, 8, {program::Epilogue::kRelu}), "cpu");
+  std::mt19937_64 rng(m);
+  absl::flat_hash_set<std::string> hashes;
   for (int i = 0; i < n; ++i) {
-    const int64_t id = store.AddProgram(task, program::ProgramToProto(space.At(i)))->program_id;
+    tlm::v1::Program program = program::ProgramToProto(program::SampleProgram(sketch, rng));
+    while (!hashes.insert(program.hash()).second) {
+      program = program::ProgramToProto(program::SampleProgram(sketch, rng));
+    }
+    const int64_t id = store.AddProgram(task, program)->program_id;
     MeasurementRecord r;
     r.program_id = id;
     r.worker_id = "w-9";

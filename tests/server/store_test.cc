@@ -24,7 +24,7 @@ using testing::TempDir;
 tlm::v1::SubmitTaskRequest Request(int64_t m, const std::string& kind = "cpu") {
   tlm::v1::SubmitTaskRequest r;
   r.set_name("t");
-  *r.mutable_workload() = program::WorkloadToProto({m, 8, 8, {}});
+  *r.mutable_workload() = program::WorkloadToProto(program::DenseWorkload(m, 8, 8));
   r.mutable_target()->set_kind(kind);
   r.set_num_trials(10);
   r.set_sampler("random");
@@ -201,7 +201,7 @@ TEST_CASE("workloads and targets are shared between tasks") {
   tlm::v1::Task same = store->CreateTask(reordered, 5).value();
   // A different epilogue is a different workload.
   tlm::v1::SubmitTaskRequest relu = Request(16);
-  *relu.mutable_workload() = program::WorkloadToProto({16, 8, 8, {program::Epilogue::kRelu}});
+  *relu.mutable_workload() = program::WorkloadToProto(program::DenseWorkload(16, 8, 8, {program::Epilogue::kRelu}));
   tlm::v1::Task with_relu = store->CreateTask(relu, 6).value();
   CHECK(with_relu.workload().epilogue_size() == 1);
   CHECK(Pragma(path, "SELECT COUNT(*) FROM workloads") == "3");

@@ -25,7 +25,7 @@ std::string TempDbPath() {
 
 tlm::v1::SubmitTaskRequest DenseRequest(int64_t m, int64_t n, int64_t k, int trials) {
   tlm::v1::SubmitTaskRequest request;
-  *request.mutable_workload() = program::WorkloadToProto({m, n, k, {}});
+  *request.mutable_workload() = program::WorkloadToProto(program::DenseWorkload(m, n, k));
   request.mutable_target()->set_kind("cpu");
   request.set_num_trials(trials);
   request.set_seed(1);
@@ -86,14 +86,15 @@ double ByHash(const std::string& text) {
 }
 
 TEST_CASE("random sampler proposes distinct unseen programs and exhausts small spaces") {
-  program::DenseWorkload w{4, 2, 1, {}};
-  const uint64_t size = program::ScheduleSpace(w).size();  // 6 * 3 * 1 * 6 = 108
-  REQUIRE(size == 108);
-  RandomSampler sampler(w, 3);
+  const program::Sketch sketch = *program::Sketch::Make(program::DenseWorkload(4, 2, 1), "cpu");
+  // i: 10 ordered factor triples of 4; j: 4 of 2; k: 1; parallel 3; at 2;
+  // local 2; unroll 4.
+  const size_t size = 10 * 4 * 1 * 3 * 2 * 2 * 4;
+  RandomSampler sampler(sketch, 3);
   absl::flat_hash_set<std::string> seen;
   while (true) {
-    std::vector<program::DenseProgram> batch = sampler.Propose(10, seen);
-    for (const program::DenseProgram& p : batch) {
+    std::vector<program::Program> batch = sampler.Propose(10, seen);
+    for (const program::Program& p : batch) {
       REQUIRE(program::ValidateProgram(p).ok());
       REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
     }
@@ -104,7 +105,7 @@ TEST_CASE("random sampler proposes distinct unseen programs and exhausts small s
 }
 
 TEST_CASE("unknown sampler names the field") {
-  absl::StatusOr<std::unique_ptr<Sampler>> s = MakeSampler("oracle", {4, 4, 4, {}}, 1);
+  absl::StatusOr<std::unique_ptr<Sampler>> s = MakeSampler("oracle", program::DenseWorkload(4, 4, 4), "cpu", 1);
   REQUIRE_FALSE(s.ok());
   CHECK(std::string(s.status().message()) == "sampler: unknown sampler \"oracle\" (known: random)");
 }
@@ -168,15 +169,16 @@ TEST_CASE("a task keeps its window full, stores every result once and ends with 
 TEST_CASE("a task whose space is smaller than its trials ends when it is exhausted") {
   Core core(TempDbPath(), /*window=*/8);
   std::shared_ptr<WorkerSession> worker = core.ConnectWorker(4);
-  // M=N=K=1: one tiling per axis, six loop orders.
-  tlm::v1::Task task = core.tuner->Submit(DenseRequest(1, 1, 1, 50)).value();
+  // M=N=K=1: one tiling per axis; parallel 0-2, at 0-1, local 0-1 and four
+  // unroll bounds make 48 programs.
+  tlm::v1::Task task = core.tuner->Submit(DenseRequest(1, 1, 1, 60)).value();
   int answered = 0;
   for (int n; (n = core.Answer(*worker, ByHash)) > 0;) answered += n;
-  CHECK(answered == 6);
+  CHECK(answered == 48);
   tlm::v1::Task done = core.tuner->Get(task.id()).value();
   CHECK(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
-  CHECK(done.trials_done() == 6);
-  CHECK_THAT(done.message(), Catch::Contains("exhausted after 6"));
+  CHECK(done.trials_done() == 48);
+  CHECK_THAT(done.message(), Catch::Contains("exhausted after 48"));
 }
 
 TEST_CASE("a task whose every trial fails ends as failed") {
