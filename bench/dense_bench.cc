@@ -70,7 +70,10 @@ int main(int argc, char** argv) {
   tlm::worker::LlvmCpuBackend backend(backend_options);
   const tlm::program::Sketch sketch = *tlm::program::Sketch::Make(w, "cpu");
   std::mt19937_64 rng(1);
+  // Random programs include some a thousand times slower than the best; a
+  // tuner cuts them off, and so does this search.
   tlm::v1::MeasureOptions options;
+  options.set_run_timeout_s(5);
   double best = 0;
   std::string best_text;
   std::map<std::string, int> failures;  // by error kind
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
       }
     }
   };
+  options.set_run_timeout_s(60);
   absl::StatusOr<tlm::worker::Timing> blas_time = tlm::worker::TimeCalls(
       blas, options, [&] { flusher.Flush(); }, absl::InfiniteFuture());
   const double flops = tlm::program::WorkloadFlops(w);

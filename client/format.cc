@@ -1,5 +1,7 @@
 #include "client/format.h"
 
+#include "program/workload.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -20,16 +22,8 @@ std::string FormatSeconds(double seconds) {
 }
 
 double WorkloadFlops(const tlm::v1::Workload& workload) {
-  if (workload.op() != "dense") return 0;
-  double m = 0, n = 0, k = 0;
-  for (const tlm::v1::WorkloadParam& p : workload.params()) {
-    const double value = static_cast<double>(p.value());
-    if (p.name() == "M") m = value;
-    if (p.name() == "N") n = value;
-    if (p.name() == "K") k = value;
-  }
-  if (m <= 0 || n <= 0 || k <= 0) return 0;
-  return 2 * m * n * k;
+  absl::StatusOr<program::Workload> w = program::WorkloadFromProto(workload);
+  return w.ok() ? program::WorkloadFlops(*w) : 0;
 }
 
 std::string FormatGflops(double flops, double seconds) {

@@ -17,8 +17,7 @@ namespace tlm::client {
 std::string FormatSeconds(double seconds);
 
 // Floating-point operations of one run of the workload's main computation
-// (dense: 2*M*N*K); 0 when the operator is not known here or a parameter is
-// missing or not positive.
+// (dense: 2*M*N*K); 0 for a workload that is not valid.
 double WorkloadFlops(const tlm::v1::Workload& workload);
 
 // Throughput, e.g. "12.3 GFLOP/s"; empty when either argument is not positive.

@@ -18,6 +18,7 @@
 #include "client/client.h"
 #include "client/format.h"
 #include "client/workload_spec.h"
+#include "program/networks.h"
 #include "google/protobuf/util/json_util.h"
 #include "tlm/v1/admin.pb.h"
 #include "tlm/v1/tuning.pb.h"
@@ -220,33 +221,115 @@ int Watch(Invocation& inv, Client& client, int64_t task_id) {
   return last.state() == tlm::v1::TASK_STATE_SUCCEEDED ? kExitOk : kExitFailed;
 }
 
-int RunSubmit(Invocation& inv) {
-  absl::StatusOr<tlm::v1::Workload> workload = ParseWorkloadSpec(inv.args, inv.String("epilogue"));
-  if (!workload.ok()) {
-    return UsageError(*inv.console, std::string(workload.status().message()), "submit");
-  }
+// A submit request from the flags shared by submit and tune.
+tlm::v1::SubmitTaskRequest RequestFromFlags(const Invocation& inv, tlm::v1::Workload workload,
+                                            int32_t default_trials) {
   tlm::v1::SubmitTaskRequest request;
-  *request.mutable_workload() = *std::move(workload);
+  *request.mutable_workload() = std::move(workload);
   request.set_name(inv.String("name"));
   request.mutable_target()->set_kind(inv.String("target", "cpu"));
   request.mutable_target()->set_device(inv.String("device"));
-  request.set_num_trials(inv.Int32("trials", 32));
+  request.set_num_trials(inv.Int32("trials", default_trials));
   request.set_sampler(inv.String("sampler"));
   request.set_seed(inv.Uint64("seed", 0));
   request.mutable_measure()->set_repeat(inv.Int32("repeat", 0));
   request.mutable_measure()->set_min_repeat_ms(inv.Double("min-repeat-ms", 0));
+  return request;
+}
 
+// Submits one workload and, when `watch`, follows it to its end.
+int SubmitOne(Invocation& inv, const tlm::v1::SubmitTaskRequest& request, bool watch) {
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(request);
   if (!task.ok()) return Report(inv, task.status());
-  if (!inv.Has("watch")) {
+  if (!watch) {
     inv.out() << task->id() << "\n";
     return kExitOk;
   }
   inv.out() << "task " << task->id() << " submitted: " << WorkloadSummary(task->workload())
             << " on " << TargetLabel(task->target()) << ", " << task->num_trials() << " trials\n";
   return Watch(inv, **client, task->id());
+}
+
+int RunSubmit(Invocation& inv) {
+  absl::StatusOr<tlm::v1::Workload> workload = ParseWorkloadSpec(inv.args, inv.String("epilogue"));
+  if (!workload.ok()) {
+    return UsageError(*inv.console, std::string(workload.status().message()), "submit");
+  }
+  return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 32), inv.Has("watch"));
+}
+
+// Tunes every distinct workload of a network: one task each, then a table
+// of the best latencies and the network's estimated latency, the sum of
+// weight x best latency.
+int TuneNetwork(Invocation& inv, const std::string& network) {
+  absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
+  if (!tasks.ok()) return UsageError(*inv.console, std::string(tasks.status().message()), "tune");
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  std::vector<int64_t> ids;
+  for (const program::NetworkTask& t : *tasks) {
+    tlm::v1::SubmitTaskRequest request =
+        RequestFromFlags(inv, program::WorkloadToProto(t.workload), 16);
+    request.set_name(absl::StrCat(network, "/", t.name));
+    absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(request);
+    if (!task.ok()) return Report(inv, task.status());
+    ids.push_back(task->id());
+  }
+  const std::string target = inv.String("target", "cpu");
+  inv.out() << "network " << network << ": " << ids.size() << " tasks submitted on " << target
+            << " (task ids " << ids.front() << "-" << ids.back() << ")\n";
+  inv.out() << absl::StrFormat("%-6s %-34s %6s %8s %12s %12s\n", "task", "workload", "weight",
+                               "trials", "best", "GFLOP/s");
+  double network_seconds = 0;
+  int measured = 0;
+  bool all_succeeded = true;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    tlm::v1::Task last;
+    absl::Status status = (*client)->WatchTask(ids[i], [&](const tlm::v1::TaskEvent& event) {
+      last = event.task();
+      return true;
+    });
+    if (!status.ok()) return Report(inv, status);
+    const program::NetworkTask& t = (*tasks)[i];
+    const bool has_best = last.best_seconds() > 0;
+    all_succeeded &= last.state() == tlm::v1::TASK_STATE_SUCCEEDED;
+    if (has_best) {
+      network_seconds += static_cast<double>(t.weight) * last.best_seconds();
+      ++measured;
+    }
+    const std::string gflops =
+        FormatGflops(program::WorkloadFlops(t.workload), last.best_seconds());
+    inv.out() << absl::StrFormat(
+        "%-6d %-34s %6d %8s %12s %12s\n", ids[i], t.name, t.weight,
+        absl::StrCat(last.trials_done(), "/", last.num_trials()),
+        has_best ? FormatSeconds(last.best_seconds()) : "-",
+        gflops.empty() ? "-" : std::string(absl::StripSuffix(gflops, " GFLOP/s")));
+    inv.out().flush();
+  }
+  inv.out() << "estimated latency of " << network << ": " << FormatSeconds(network_seconds)
+            << " (sum of weight x best over " << measured << " of " << ids.size()
+            << " tasks)\n";
+  return all_succeeded ? kExitOk : kExitFailed;
+}
+
+int RunTune(Invocation& inv) {
+  const std::string network = inv.String("network");
+  if (!network.empty()) {
+    if (!inv.args.empty()) {
+      return UsageError(*inv.console, "give either OP NAME=INT... or --network, not both", "tune");
+    }
+    return TuneNetwork(inv, network);
+  }
+  if (inv.args.empty()) {
+    return UsageError(*inv.console, "missing OP NAME=INT... or --network=NAME", "tune");
+  }
+  absl::StatusOr<tlm::v1::Workload> workload = ParseWorkloadSpec(inv.args, inv.String("epilogue"));
+  if (!workload.ok()) {
+    return UsageError(*inv.console, std::string(workload.status().message()), "tune");
+  }
+  return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 64), /*watch=*/true);
 }
 
 int RunWatch(Invocation& inv) {
@@ -472,6 +555,33 @@ const std::vector<Command>& Commands() {
        1,
        1000,
        RunSubmit},
+      {"tune",
+       "[OP NAME=INT...]",
+       "tune a workload, or every workload of a network, and wait for the results",
+       "Tune one workload and follow it to its end, e.g.\n"
+       "  tlmctl tune conv2d_nchw N=1 C=64 H=56 W=56 F=64 KH=3 KW=3 P=1 --epilogue=bias,relu\n"
+       "or every distinct workload of a network, one task each, e.g.\n"
+       "  tlmctl tune --network=bert_base --trials=16\n"
+       "A network ends with a table of the best latency per task and the network's\n"
+       "estimated latency (the sum of weight x best latency). Networks: bert_base,\n"
+       "bert_tiny, gpt2, gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if every task\n"
+       "succeeds.",
+       {{"network", FlagType::kString, "NAME", "tune every workload of this network"},
+        {"epilogue", FlagType::kString, "LIST",
+         "elementwise ops fused after the operator, in order, e.g. bias,gelu"},
+        {"target", FlagType::kString, "KIND", "target kind (default cpu)"},
+        {"device", FlagType::kString, "NAME", "only workers reporting this device model"},
+        {"trials", FlagType::kInt32, "N",
+         "programs to measure per task (default 64; 16 per task of a network)"},
+        {"sampler", FlagType::kString, "NAME", "how programs are chosen (default: random)"},
+        {"seed", FlagType::kUint64, "N", "sampler seed (default 0: picked from the clock)"},
+        {"name", FlagType::kString, "LABEL", "label shown by 'tlmctl list' (one workload)"},
+        {"repeat", FlagType::kInt32, "N", "timed repeats per program (default: worker's, 3)"},
+        {"min-repeat-ms", FlagType::kDouble, "X",
+         "minimum milliseconds of one repeat (default: worker's, 10)"}},
+       0,
+       1000,
+       RunTune},
       {"watch",
        "TASK_ID",
        "follow a task until it ends",

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The main job: a real tuning session on this machine with embedded defaults.
 # Installs and builds what is missing, starts a local tlmd (dataset under ./var)
-# and one local CPU worker, tunes a dense layer, prints the best program found
+# and one local CPU worker (LLVM), tunes every workload of a small network,
+# prints the best latency per workload and the network's estimated latency,
 # and stops both processes.
 #
-# Environment overrides: TLM_WORKLOAD (default "dense M=128 N=768 K=768"),
-# TLM_EPILOGUE (default "bias,relu"), TLM_TRIALS (default 64).
+# Environment overrides: TLM_NETWORK (default bert_tiny), TLM_TRIALS (per
+# workload, default 8); or TLM_WORKLOAD (e.g. "dense M=128 N=768 K=768") with
+# TLM_EPILOGUE (e.g. "bias,relu") to tune one workload instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-workload=${TLM_WORKLOAD:-"dense M=128 N=768 K=768"}
-epilogue=${TLM_EPILOGUE:-"bias,relu"}
-trials=${TLM_TRIALS:-64}
+network=${TLM_NETWORK:-bert_tiny}
+workload=${TLM_WORKLOAD:-}
+epilogue=${TLM_EPILOGUE:-}
+trials=${TLM_TRIALS:-8}
 
 bash deploy/setup.sh
 bazel build //server:tlmd //worker:tlm-worker //client:tlmctl
@@ -43,9 +46,9 @@ pids+=($!)
 echo "tune: cpu worker (LLVM) started (log var/worker.log)"
 
 ctl() { "$bin/client/tlmctl" --server="$server" "$@"; }
-# shellcheck disable=SC2086
-task=$(ctl submit $workload --epilogue="$epilogue" --trials="$trials" --name=tune.sh)
-echo "tune: task $task: $workload +$epilogue, $trials trials on cpu"
-ctl watch "$task"
-echo
-ctl best "$task" --source
+if [ -n "$workload" ]; then
+  # shellcheck disable=SC2086
+  ctl tune $workload --epilogue="$epilogue" --trials="$trials" --name=tune.sh
+else
+  ctl tune --network="$network" --trials="$trials"
+fi

@@ -107,6 +107,45 @@ TEST_CASE("two workers measure 32 trials; best is the minimum; tlmctl prints it"
   CHECK(ctl.out.find(best.trial().program().hash()) != std::string::npos);
 }
 
+TEST_CASE("tlmctl tune tunes every workload of a network on LLVM workers") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1", {"--backend=cpu"});
+  cluster.StartWorker("w2", {"--backend=cpu"});
+  REQUIRE(cluster.WaitForWorkers(2));
+  const CommandResult ctl =
+      RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "tune",
+                  "--network=bert_tiny", "--trials=2", "--repeat=1", "--min-repeat-ms=1",
+                  "--seed=5"});
+  INFO(ctl.out << ctl.err << cluster.Logs());
+  CHECK(ctl.exit_code == 0);
+  CHECK_THAT(ctl.out, Catch::Contains("network bert_tiny: 8 tasks submitted on cpu"));
+  for (const char* task : {"qkv", "attention_scores", "softmax", "attention_context",
+                           "attention_output", "layer_norm", "ffn_up", "ffn_down"}) {
+    CHECK_THAT(ctl.out, Catch::Contains(task));
+  }
+  CHECK_THAT(ctl.out, Catch::Contains("estimated latency of bert_tiny:"));
+  CHECK_THAT(ctl.out, Catch::Contains("over 8 of 8 tasks"));
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 8);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements WHERE error_kind = 1") ==
+        16);
+
+  // A single workload of any operator.
+  const CommandResult one = RunCommand(
+      {RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "tune", "conv2d_nchw",
+       "N=1", "C=8", "H=14", "W=14", "F=16", "KH=3", "KW=3", "P=1", "--epilogue=bias,relu",
+       "--trials=3", "--repeat=1", "--min-repeat-ms=1"});
+  INFO(one.out << one.err);
+  CHECK(one.exit_code == 0);
+  CHECK_THAT(one.out, Catch::Contains("3/3 trials"));
+
+  const CommandResult unknown = RunCommand({RunfilePath("client/tlmctl"),
+                                            "--server=" + cluster.address(), "tune",
+                                            "--network=alexnet"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("unknown network \"alexnet\""));
+}
+
 TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   Cluster cluster;
   REQUIRE(cluster.StartServer());
