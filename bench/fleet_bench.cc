@@ -1,8 +1,9 @@
-// End-to-end throughput of tlmd + N cpu-ref workers on this machine, and the
-// server's overhead per job as tlmd reports it at shutdown: lease to stored
-// result minus the worker's build and run time (with one job in flight per
-// worker this is the dispatch path alone; with two it includes the wait on
-// the worker), and enqueue to stored result minus worker time (with queueing).
+// End-to-end throughput of tlmd + N cpu workers (LLVM, one thread each) on
+// this machine, and the server's overhead per job as tlmd reports it at
+// shutdown: lease to stored result minus the worker's build and run time
+// (with one job in flight per worker this is the dispatch path alone; with
+// two it includes the wait on the worker), and enqueue to stored result
+// minus worker time (with queueing).
 //
 //   bazel run //bench:fleet_bench -- [TRIALS]   (default 200)
 #include <cstdio>
@@ -31,7 +32,8 @@ void RunScenario(const Scenario& s, int workers, int in_flight, int trials) {
   }
   for (int w = 1; w <= workers; ++w) {
     cluster.StartWorker("w" + std::to_string(w),
-                        {"--log_level=info", "--max_in_flight=" + std::to_string(in_flight)});
+                        {"--log_level=info", "--backend=cpu", "--threads=1",
+                         "--max_in_flight=" + std::to_string(in_flight)});
   }
   if (!cluster.WaitForWorkers(workers)) {
     std::fprintf(stderr, "workers did not connect:\n%s\n", cluster.Logs().c_str());

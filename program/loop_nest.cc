@@ -229,7 +229,6 @@ class StageLowering {
   // The innermost statement: update the accumulator, or write the output.
   Stmt Innermost() {
     const std::vector<Index> axes = FullAxes();
-    const TensorDecl& out = dag_.tensors[stage_.output];
     std::vector<Affine> out_index;
     for (int a = 0; a < n_spatial(); ++a) out_index.push_back(Affine::Axis(a));
     LExpr body = Convert(stage_.body, axes, nullptr);
@@ -237,7 +236,6 @@ class StageLowering {
       return Store(stage_.output, Flat(stage_.output, out_index, axes),
                    Convert(stage_.post, axes, &body));
     }
-    (void)out;
     Index acc_index;
     int acc_buffer = stage_.output;
     if (acc_buffer_ >= 0) {

@@ -1,5 +1,6 @@
 #include "program/networks.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
@@ -11,7 +12,9 @@ namespace {
 
 using E = Epilogue;
 
-// Collects tasks, merging identical workloads.
+// Collects tasks in order of first occurrence, merging identical workloads
+// (their weights add up; the first name is kept). The first MakeWorkload
+// error is kept and returned by Finish.
 class NetworkBuilder {
  public:
   void Add(std::string name, absl::string_view op,
@@ -32,14 +35,18 @@ class NetworkBuilder {
     tasks_.push_back({std::move(name), *std::move(w), weight});
   }
 
-  // 2-D convolution, NCHW, square input and kernel; returns the output size.
+  // 2-D convolution, NCHW, batch 1, square input and kernel, padding k / 2;
+  // returns the output size. Named e.g. "conv 3x3 64->64 56x56", with " /2"
+  // for stride 2 and " +residual" when the epilogue adds a residual.
   int64_t Conv(int64_t c, int64_t f, int64_t h, int64_t k, int64_t s, std::vector<E> e,
-               int64_t weight = 1) {
+               absl::string_view kind = "conv") {
     const int64_t p = k / 2;
-    Add(absl::StrCat("conv ", k, "x", k, " ", c, "->", f, " ", h, "x", h, s > 1 ? " /2" : ""),
+    const bool residual = std::find(e.begin(), e.end(), E::kAdd) != e.end();
+    Add(absl::StrCat(kind, " ", k, "x", k, " ", c, "->", f, " ", h, "x", h, s > 1 ? " /2" : "",
+                     residual ? " +residual" : ""),
         "conv2d_nchw",
         {{"N", 1}, {"C", c}, {"H", h}, {"W", h}, {"F", f}, {"KH", k}, {"KW", k}, {"S", s}, {"P", p}},
-        std::move(e), weight);
+        std::move(e), 1);
     return (h + 2 * p - k) / s + 1;
   }
 
@@ -58,6 +65,9 @@ class NetworkBuilder {
   absl::Status status_;
 };
 
+// A transformer encoder (BERT: post-norm, separate Q, K, V projections) or
+// decoder (GPT-2: pre-norm, fused QKV, final layer norm, LM head for the last
+// token). `tokens` rows are computed per layer, attending to `context` keys.
 struct Transformer {
   int64_t layers, hidden, heads, ffn, tokens, context;  // tokens computed, keys attended
   bool gpt;  // fused QKV, final layer norm, LM head
@@ -97,7 +107,7 @@ absl::StatusOr<std::vector<NetworkTask>> ResNet50() {
     const int64_t width = 64 << stage;
     for (int64_t i = 0; i < blocks[stage]; ++i) {
       const int64_t stride = (i == 0 && stage > 0) ? 2 : 1;
-      if (i == 0) b.Conv(in, 4 * width, h, 1, stride, {E::kBias});  // downsample
+      if (i == 0) b.Conv(in, 4 * width, h, 1, stride, {E::kBias}, "downsample");
       b.Conv(in, width, h, 1, 1, {E::kBias, E::kRelu});
       const int64_t out = b.Conv(width, width, h, 3, stride, {E::kBias, E::kRelu});
       b.Conv(width, 4 * width, out, 1, 1, {E::kBias, E::kAdd, E::kRelu});

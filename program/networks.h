@@ -21,12 +21,15 @@
 
 namespace tlm::program {
 
+// One distinct subgraph of a network and how often it occurs in one inference.
 struct NetworkTask {
-  std::string name;  // e.g. "ffn_up"
+  std::string name;  // short and unique within the network, e.g. "ffn_up"
   Workload workload;
   int64_t weight = 0;  // occurrences per inference, >= 1
 };
 
+// Known network names, sorted: bert_base, bert_tiny, gpt2, gpt2_decode,
+// mobilenet_v2, resnet_50.
 const std::vector<std::string>& NetworkNames();
 
 // The distinct workloads of a network, in order of first occurrence.

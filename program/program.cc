@@ -200,9 +200,7 @@ absl::Status Sketch::Check(size_t index, const std::vector<int64_t>& prefix, int
       return Invalid(absl::StrCat(where, ": ", value, " does not divide the remaining extent ",
                                   remaining));
     }
-    if (s.axis >= n_spatial) {
-      if (!cuda) return absl::OkStatus();
-    }
+    if (s.axis >= n_spatial && !cuda) return absl::OkStatus();
     std::vector<int64_t> with = prefix;
     with.push_back(value);
     const std::vector<std::vector<int64_t>> f = Factors(s.stage, with);

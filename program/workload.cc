@@ -181,10 +181,10 @@ absl::Status ValidateWorkload(const Workload& w) {
     if (!oh.ok()) return oh.status();
     absl::StatusOr<int64_t> ow = WindowOutput("W", p("W"), p("KW"), p("S"), p("P"), d);
     if (!ow.ok()) return ow.status();
-    const int64_t channels = w.op.find("conv2d_n") == 0 ? p("F") : p("C");
+    const bool dense_conv = w.op == "conv2d_nchw" || w.op == "conv2d_nhwc";
     tensors = {{"input", {p("N"), p("C"), p("H") + 2 * p("P"), p("W") + 2 * p("P")}},
-               {"output", {p("N"), channels, *oh, *ow}}};
-    if (w.op.find("conv2d_n") == 0) tensors.push_back({"weight", {p("F"), p("C"), p("KH"), p("KW")}});
+               {"output", {p("N"), dense_conv ? p("F") : p("C"), *oh, *ow}}};
+    if (dense_conv) tensors.push_back({"weight", {p("F"), p("C"), p("KH"), p("KW")}});
   } else {
     tensors = {{"input", {p("M"), p("N")}}};
   }

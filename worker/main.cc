@@ -22,7 +22,10 @@
 #include "worker/llvm_cpu_backend.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
-ABSL_FLAG(std::string, backend, "cpu", "measurement backend: cpu (LLVM) or cpu-ref");
+ABSL_FLAG(std::string, backend, "cpu",
+          "measurement backend: cpu (LLVM JIT) or cpu-ref (loop-nest interpreter)");
+ABSL_FLAG(int32_t, threads, 0,
+          "threads for the parallel loops of cpu kernels (0: one per hardware thread)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA of tlmd's certificate: connect over TLS");
 ABSL_FLAG(std::string, token_file, "", "file holding tlmd's bearer token (needs --tls_ca)");
 ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACKEND)");
@@ -57,11 +60,14 @@ int main(int argc, char** argv) {
     return std::make_unique<tlm::worker::CpuRefBackend>();
   });
   registry.Register("cpu", []() -> absl::StatusOr<std::unique_ptr<tlm::worker::Backend>> {
-    return std::make_unique<tlm::worker::LlvmCpuBackend>();
+    tlm::worker::LlvmCpuBackend::Options options;
+    options.num_threads = absl::GetFlag(FLAGS_threads);
+    return std::make_unique<tlm::worker::LlvmCpuBackend>(options);
   });
 
   std::string errors;
   if (absl::GetFlag(FLAGS_max_in_flight) < 1) errors += "  --max_in_flight must be at least 1\n";
+  if (absl::GetFlag(FLAGS_threads) < 0) errors += "  --threads must be 0 or more\n";
   if (absl::GetFlag(FLAGS_server).empty()) errors += "  --server must be HOST:PORT\n";
   const spdlog::level::level_enum level = spdlog::level::from_str(absl::GetFlag(FLAGS_log_level));
   if (level == spdlog::level::off && absl::GetFlag(FLAGS_log_level) != "off") {
@@ -96,6 +102,7 @@ int main(int argc, char** argv) {
         std::move(*backend),
         std::vector<std::string>{"/proc/self/exe", "--runner",
                                  "--backend=" + absl::GetFlag(FLAGS_backend),
+                                 absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
                                  "--log_level=" + absl::GetFlag(FLAGS_log_level)});
   }
 

@@ -28,7 +28,10 @@ TEST_CASE("every network lists distinct valid workloads with positive weights") 
       CHECK(t.weight > 0);
       CHECK(ValidateWorkload(t.workload).ok());
       CHECK(Sketch::Make(t.workload, "cpu").ok());
-      for (size_t j = 0; j < i; ++j) CHECK((*tasks)[j].workload != t.workload);
+      for (size_t j = 0; j < i; ++j) {
+        CHECK((*tasks)[j].workload != t.workload);
+        CHECK((*tasks)[j].name != t.name);
+      }
     }
   }
 }

@@ -180,6 +180,21 @@ TEST_CASE("shared-memory limits bound cuda tiles") {
   CHECK(absl::StrContains(ErrorOf(ValidateProgram(gpu)), "shared memory of"));
 }
 
+TEST_CASE("tile factors are sampled uniformly over ordered factorizations") {
+  CHECK(OrderedFactorizations(1, 4) == 1);
+  CHECK(OrderedFactorizations(7, 3) == 3);
+  CHECK(OrderedFactorizations(1024, 4) == 286);  // C(13, 3)
+  CHECK(OrderedFactorizations(12, 2) == 6);      // 1x12 2x6 3x4 4x3 6x2 12x1
+  // dense 8 x 1 x 1: axis i has 4 levels, so 20 ordered factorizations of 8;
+  // the innermost factor is 8 in exactly one of them.
+  const Sketch sketch = *Sketch::Make(Dense(8, 1, 1), "cpu");
+  std::mt19937_64 rng(3);
+  int inner_eight = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) inner_eight += SampleProgram(sketch, rng).decisions[2] == 8;
+  CHECK(inner_eight == Approx(n / 20.0).epsilon(0.15));
+}
+
 TEST_CASE("every operator lowers to a loop nest") {
   std::mt19937_64 rng(2);
   for (const Workload& w : testing::SmallWorkloads()) {
