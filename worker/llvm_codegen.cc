@@ -222,10 +222,27 @@ class Emitter {
   llvm::Value* Call(llvm::Intrinsic::ID id, llvm::Value* x) {
     return b_.CreateCall(llvm::Intrinsic::getDeclaration(&module_, id, {x->getType()}), {x});
   }
+  // erf(x) as a rational function of x on [-4, 4] (erf is +-1 to fp32
+  // precision beyond): x * P(x^2) / Q(x^2), the approximation Eigen and XLA
+  // use for fp32, so scalar and vector code stay inline and vectorized.
   llvm::Value* Erf(llvm::Value* x) {
-    llvm::FunctionCallee erff =
-        module_.getOrInsertFunction("erff", llvm::FunctionType::get(f32_, {f32_}, false));
-    return b_.CreateCall(erff, {x});
+    static constexpr double kP[] = {-2.72614225801306e-10, 2.77068142495902e-08,
+                                    -2.10102402082508e-06, -5.69250639462346e-05,
+                                    -7.34990630326855e-04, -2.95459980854025e-03,
+                                    -1.60960333262415e-02};
+    static constexpr double kQ[] = {-1.45660718464996e-05, -2.13374055278905e-04,
+                                    -1.68282697438203e-03, -7.37332916720468e-03,
+                                    -1.42647390514189e-02};
+    llvm::Type* type = x->getType();
+    auto c = [&](double v) { return llvm::ConstantFP::get(type, v); };
+    x = b_.CreateMinNum(b_.CreateMaxNum(x, c(-4.0)), c(4.0));
+    llvm::Value* x2 = b_.CreateFMul(x, x);
+    auto horner = [&](const double* coefficients, int n) {
+      llvm::Value* v = c(coefficients[0]);
+      for (int i = 1; i < n; ++i) v = b_.CreateFAdd(b_.CreateFMul(v, x2), c(coefficients[i]));
+      return v;
+    };
+    return b_.CreateFDiv(b_.CreateFMul(x, horner(kP, 7)), horner(kQ, 5));
   }
 
   // Operations shared by scalar and vector code.
@@ -332,14 +349,8 @@ class Emitter {
         }
         return v;
       }
-      case ExprOp::kErf: {
-        llvm::Value* x = Vector(e.args[0], var, lanes);
-        llvm::Value* v = llvm::UndefValue::get(x->getType());
-        for (int64_t l = 0; l < lanes; ++l) {
-          v = b_.CreateInsertElement(v, Erf(b_.CreateExtractElement(x, l)), l);
-        }
-        return v;
-      }
+      case ExprOp::kErf:
+        return Erf(Vector(e.args[0], var, lanes));
       case ExprOp::kSelect: {
         llvm::Value* ok = b_.CreateVectorSplat(n, b_.getTrue());
         for (const program::LoopGuard& g : e.guards) {
