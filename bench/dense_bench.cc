@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   tlm::v1::MeasureOptions options;
   options.set_run_timeout_s(5);
   double best = 0;
-  std::string best_text;
+  tlm::program::Program best_program;
   std::map<std::string, int> failures;  // by error kind
   double build_s = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
     }
     if (best == 0 || r.median_seconds() < best) {
       best = r.median_seconds();
-      best_text = tlm::program::Print(p);
+      best_program = p;
       std::fprintf(stderr, "trial %lld: %.3f ms\n", static_cast<long long>(t), best * 1e3);
     }
   }
@@ -133,9 +133,23 @@ int main(int argc, char** argv) {
       }
     }
   };
+  // The search ran on a shared machine: the best program and OpenBLAS are
+  // timed again, alternately, and each keeps its fastest median.
   options.set_run_timeout_s(60);
-  absl::StatusOr<tlm::worker::Timing> blas_time = tlm::worker::TimeCalls(
-      blas, options, [&] { flusher.Flush(); }, absl::InfiniteFuture());
+  double best_again = 0, blas_seconds = 0;
+  for (int round = 0; best > 0 && round < 3; ++round) {
+    const tlm::v1::MeasureResult r =
+        backend.Measure(tlm::program::ProgramToProto(best_program), options);
+    if (r.error_kind() == tlm::v1::ERROR_KIND_NONE &&
+        (best_again == 0 || r.median_seconds() < best_again)) {
+      best_again = r.median_seconds();
+    }
+    absl::StatusOr<tlm::worker::Timing> blas_time = tlm::worker::TimeCalls(
+        blas, options, [&] { flusher.Flush(); }, absl::InfiniteFuture());
+    if (blas_time.ok() && (blas_seconds == 0 || blas_time->median_seconds < blas_seconds)) {
+      blas_seconds = blas_time->median_seconds;
+    }
+  }
   const double flops = tlm::program::WorkloadFlops(w);
   std::printf("workload        %s\n", tlm::program::WorkloadSummary(w).c_str());
   std::printf("target          %s, %d threads\n", tlm::worker::HostTargetDescription().c_str(),
@@ -147,14 +161,15 @@ int main(int argc, char** argv) {
       "min; failed:%s\n",
       static_cast<long long>(trials), search_s, search_s / trials, build_s / trials,
       60.0 * trials / search_s, failed.empty() ? " none" : failed.c_str());
-  if (best == 0) {
+  if (best_again == 0 || blas_seconds == 0) {
     std::printf("no program succeeded\n");
     return 1;
   }
-  std::printf("best (LLVM)     %.3f ms  %.2f GFLOP/s\n                %s\n", best * 1e3,
-              flops / best / 1e9, best_text.c_str());
+  std::printf("best in search  %.3f ms\n", best * 1e3);
+  std::printf("best (LLVM)     %.3f ms  %.2f GFLOP/s\n                %s\n", best_again * 1e3,
+              flops / best_again / 1e9, tlm::program::Print(best_program).c_str());
   std::printf("OpenBLAS%s %.3f ms  %.2f GFLOP/s\n", w.epilogue.empty() ? "        " : "+epi    ",
-              blas_time->median_seconds * 1e3, flops / blas_time->median_seconds / 1e9);
-  std::printf("ratio           %.2fx OpenBLAS speed\n", blas_time->median_seconds / best);
+              blas_seconds * 1e3, flops / blas_seconds / 1e9);
+  std::printf("ratio           %.2fx OpenBLAS speed\n", blas_seconds / best_again);
   return 0;
 }

@@ -10,6 +10,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # core libraries
   libabsl-dev libspdlog-dev libsqlite3-dev llvm-15-dev
+  # tensor language model (server and models only)
+  libtorch-dev
   # benchmark baseline
   libopenblas-dev
   # tests

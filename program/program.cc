@@ -444,7 +444,8 @@ absl::StatusOr<Program> Parse(absl::string_view text) {
 
   absl::StatusOr<Sketch> sketch = Sketch::Make(p.workload, p.target);
   if (!sketch.ok()) return sketch.status();
-  const std::vector<absl::string_view> prompt = absl::StrSplit(sketch->Prompt(), ' ');
+  const std::string prompt_text = sketch->Prompt();  // outlives the views into it
+  const std::vector<absl::string_view> prompt = absl::StrSplit(prompt_text, ' ');
   for (size_t i = pos; i < prompt.size(); ++i) {
     if (absl::Status s = expect(prompt[i]); !s.ok()) {
       return Invalid(absl::StrCat(s.message(), " (the sketch of this workload on ", p.target,

@@ -23,7 +23,9 @@
 #include "server/auth.h"
 #include "server/dispatcher.h"
 #include "server/fleet_service.h"
+#include "server/model_commands.h"
 #include "server/sqlite_store.h"
+#include "server/tlm_sampler.h"
 #include "server/tuner.h"
 #include "server/tuning_service.h"
 #include "spdlog/spdlog.h"
@@ -45,6 +47,12 @@ ABSL_FLAG(int32_t, window_per_task, 32, "programs of one task queued or in fligh
 ABSL_FLAG(double, drain_timeout_s, 30,
           "on shutdown, seconds to wait for results of jobs already sent to workers");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, model, "",
+          "tensor language model checkpoint for the tlm sampler; reloaded when the file is "
+          "replaced");
+ABSL_FLAG(double, model_poll_s, 5, "how often to look for a replaced --model file");
+ABSL_FLAG(double, tlm_temperature, 1.0, "tlm sampler: sampling temperature (0: greedy)");
+ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0: all)");
 
 namespace tlm::server {
 namespace {
@@ -100,8 +108,25 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
   dispatch_options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   std::unique_ptr<Tuner> tuner;
   Dispatcher dispatcher(dispatch_options, [&tuner](const JobOutcome& o) { tuner->OnOutcome(o); });
+  ModelSlot model;
+  std::unique_ptr<CheckpointWatcher> watcher;
+  if (const std::string path = absl::GetFlag(FLAGS_model); !path.empty()) {
+    if (absl::Status s = model.PublishFile(path); !s.ok()) {
+      spdlog::critical("cannot load --model: {}", s.ToString());
+      return 1;
+    }
+    watcher = std::make_unique<CheckpointWatcher>(
+        path, &model, absl::Seconds(absl::GetFlag(FLAGS_model_poll_s)));
+  }
+  SamplerRegistry samplers;
+  models::GenerateOptions generate;
+  generate.temperature = absl::GetFlag(FLAGS_tlm_temperature);
+  generate.top_k = absl::GetFlag(FLAGS_tlm_top_k);
+  AddTlmSampler(samplers, &model, generate);
+
   Tuner::Options tuner_options;
   tuner_options.window_per_task = absl::GetFlag(FLAGS_window_per_task);
+  tuner_options.samplers = &samplers;
   tuner = std::make_unique<Tuner>(store->get(), &dispatcher, tuner_options);
   if (absl::Status s = tuner->Resume(); !s.ok()) {
     spdlog::critical("cannot resume the stored tasks: {}", s.ToString());
@@ -182,9 +207,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::SetProgramUsageMessage(
-      "tlmd: the tensor-program tuning server.\n"
-      "Usage: tlmd [--listen=127.0.0.1:50051] [--db=var/tlmd.db] [flags]");
-  absl::ParseCommandLine(argc, argv);
+      absl::StrCat("tlmd: the tensor-program tuning server.\n"
+                   "Usage: tlmd [--listen=127.0.0.1:50051] [--db=var/tlmd.db] [--model=FILE] "
+                   "[flags]\n       tlmd COMMAND [flags] [args]\n",
+                   tlm::server::kModelCommandsUsage));
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    const std::vector<std::string> words(positional.begin() + 1, positional.end());
+    if (tlm::server::IsModelCommand(words[0])) return tlm::server::RunModelCommand(words);
+    std::fprintf(stderr, "tlmd: unknown command \"%s\"\n%s", words[0].c_str(),
+                 tlm::server::kModelCommandsUsage);
+    return 2;
+  }
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e tlmd %^%l%$ %v");
   if (const std::string errors = tlm::server::CheckFlags(); !errors.empty()) {
     std::fprintf(stderr, "tlmd: invalid flags:\n%s", errors.c_str());

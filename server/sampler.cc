@@ -57,21 +57,35 @@ std::vector<program::Program> RandomSampler::Propose(
   return out;
 }
 
-const std::vector<std::string>& SamplerNames() {
-  static const auto* names = new std::vector<std::string>{"random"};
-  return *names;
+SamplerRegistry::SamplerRegistry() {
+  Add("random", [](program::Sketch sketch, uint64_t seed) -> absl::StatusOr<std::unique_ptr<Sampler>> {
+    return std::make_unique<RandomSampler>(std::move(sketch), seed);
+  });
 }
 
-absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
-                                                     const program::Workload& workload,
-                                                     const std::string& target, uint64_t seed) {
-  if (name.empty() || name == "random") {
-    absl::StatusOr<program::Sketch> sketch = program::Sketch::Make(workload, target);
-    if (!sketch.ok()) return sketch.status();
-    return std::make_unique<RandomSampler>(std::move(*sketch), seed);
+void SamplerRegistry::Add(const std::string& name, SamplerMaker maker) {
+  auto it = std::find(names_.begin(), names_.end(), name);
+  if (it != names_.end()) {
+    makers_[it - names_.begin()] = std::move(maker);
+    return;
   }
-  return absl::InvalidArgumentError(absl::StrCat("sampler: unknown sampler \"", name, "\" (known: ",
-                                                 absl::StrJoin(SamplerNames(), ", "), ")"));
+  names_.push_back(name);
+  makers_.push_back(std::move(maker));
+}
+
+absl::StatusOr<std::unique_ptr<Sampler>> SamplerRegistry::Make(const std::string& name,
+                                                               const program::Workload& workload,
+                                                               const std::string& target,
+                                                               uint64_t seed) const {
+  const std::string& wanted = name.empty() ? names_.front() : name;
+  auto it = std::find(names_.begin(), names_.end(), wanted);
+  if (it == names_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler: unknown sampler \"", name, "\" (known: ", absl::StrJoin(names_, ", "), ")"));
+  }
+  absl::StatusOr<program::Sketch> sketch = program::Sketch::Make(workload, target);
+  if (!sketch.ok()) return sketch.status();
+  return makers_[it - names_.begin()](*std::move(sketch), seed);
 }
 
 }  // namespace tlm::server

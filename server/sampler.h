@@ -3,6 +3,7 @@
 #define TLMD_SERVER_SAMPLER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -42,14 +43,33 @@ class RandomSampler : public Sampler {
   std::mt19937_64 rng_;
 };
 
-// Names accepted by MakeSampler; the first is the default.
-const std::vector<std::string>& SamplerNames();
+// Builds a sampler for one task. An error is the submission's error.
+using SamplerMaker = std::function<absl::StatusOr<std::unique_ptr<Sampler>>(
+    program::Sketch sketch, uint64_t seed)>;
 
-// INVALID_ARGUMENT "sampler: ..." for an unknown name ("" means the
-// default), or the workload's or target's error.
-absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const std::string& name,
-                                                     const program::Workload& workload,
-                                                     const std::string& target, uint64_t seed);
+// The samplers a server offers, by name. Filled before serving, then only
+// read (reads are thread-safe).
+class SamplerRegistry {
+ public:
+  // Offers "random", the default.
+  SamplerRegistry();
+
+  // Offers `name` (replacing a sampler of that name).
+  void Add(const std::string& name, SamplerMaker maker);
+  // The names offered; the first is the default.
+  const std::vector<std::string>& names() const { return names_; }
+
+  // A sampler for the task; "" means the default. INVALID_ARGUMENT
+  // "sampler: ..." for an unknown name, the workload's or target's error, or
+  // the maker's.
+  absl::StatusOr<std::unique_ptr<Sampler>> Make(const std::string& name,
+                                                const program::Workload& workload,
+                                                const std::string& target, uint64_t seed) const;
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<SamplerMaker> makers_;
+};
 
 }  // namespace tlm::server
 

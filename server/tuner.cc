@@ -68,9 +68,6 @@ absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
     return Invalid("num_trials", absl::StrCat("must be between 1 and ", kMaxTrials, ", got ",
                                               request.num_trials()));
   }
-  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      MakeSampler(request.sampler(), *workload, request.target().kind(), request.seed());
-  if (!sampler.ok()) return sampler.status();
   const tlm::v1::MeasureOptions& m = request.measure();
   for (absl::Status s : {
            CheckRange("measure.repeat", m.repeat(), 1000),
@@ -107,7 +104,10 @@ void TaskWatch::Push(tlm::v1::TaskEvent event, bool last) {
 }
 
 Tuner::Tuner(Store* store, Dispatcher* dispatcher, Options options)
-    : store_(store), dispatcher_(dispatcher), options_(std::move(options)) {}
+    : store_(store),
+      dispatcher_(dispatcher),
+      options_(std::move(options)),
+      samplers_(options_.samplers != nullptr ? *options_.samplers : default_samplers_) {}
 
 int64_t Tuner::NowMs() const { return absl::ToUnixMillis(options_.clock()); }
 
@@ -149,8 +149,8 @@ absl::Status Tuner::Resume() {
       if (!unmeasured.ok()) return unmeasured.status();
       absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(t.workload());
       absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-          workload.ok() ? MakeSampler(t.sampler(), *workload, t.target().kind(),
-                                    ResumeSeed(t.seed(), hashes->size()))
+          workload.ok() ? samplers_.Make(t.sampler(), *workload, t.target().kind(),
+                                       ResumeSeed(t.seed(), hashes->size()))
                         : workload.status();
       if (!sampler.ok()) {
         // A task this server cannot continue must not keep the others from resuming.
@@ -185,14 +185,14 @@ absl::Status Tuner::Resume() {
 
 absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) {
   if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
-  if (request.sampler().empty()) request.set_sampler(SamplerNames().front());
+  if (request.sampler().empty()) request.set_sampler(samplers_.names().front());
   if (request.seed() == 0) {
     request.set_seed(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) | 1);
   }
   absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
   absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      MakeSampler(request.sampler(), *workload, request.target().kind(), request.seed());
+      samplers_.Make(request.sampler(), *workload, request.target().kind(), request.seed());
   if (!sampler.ok()) return sampler.status();
 
   std::vector<Job> jobs;

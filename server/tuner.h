@@ -34,7 +34,8 @@ namespace tlm::server {
 // Target kinds the server accepts tasks for.
 const std::vector<std::string>& KnownTargetKinds();
 
-// Checks a submission; INVALID_ARGUMENT names the offending field.
+// Checks a submission (all but the sampler, which the tuner's registry
+// checks); INVALID_ARGUMENT names the offending field.
 absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request);
 
 // A subscription to one task's events. Thread-safe.
@@ -78,6 +79,9 @@ class Tuner {
   struct Options {
     // Programs of one task queued or leased at once.
     int window_per_task = 32;
+    // The samplers tasks may ask for; must outlive the tuner. Null: random
+    // only.
+    const SamplerRegistry* samplers = nullptr;
     std::function<absl::Time()> clock = [] { return absl::Now(); };
   };
 
@@ -144,6 +148,8 @@ class Tuner {
   Store* const store_;
   Dispatcher* const dispatcher_;
   const Options options_;
+  const SamplerRegistry default_samplers_;
+  const SamplerRegistry& samplers_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int64_t, std::unique_ptr<ActiveTask>> active_ ABSL_GUARDED_BY(mu_);

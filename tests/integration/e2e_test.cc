@@ -146,6 +146,82 @@ TEST_CASE("tlmctl tune tunes every workload of a network on LLVM workers") {
   CHECK_THAT(unknown.err, Catch::Contains("unknown network \"alexnet\""));
 }
 
+TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and reloads it") {
+  Cluster cluster;
+  const std::string tlmd = RunfilePath("server/tlmd");
+  const std::string model = cluster.dir() + "/model.tlm";
+  const std::vector<std::string> tiny = {"--d_model=32", "--n_layer=1", "--n_head=2",
+                                         "--d_ff=64", "--per_task=16", "--steps=30"};
+  std::vector<std::string> pretrain = {tlmd, "pretrain", "--out=" + model,
+                                       "--networks=bert_tiny", "--eval_networks=gpt2_decode"};
+  pretrain.insert(pretrain.end(), tiny.begin(), tiny.end());
+  const CommandResult trained = RunCommand(pretrain);
+  INFO(trained.out << trained.err);
+  REQUIRE(trained.exit_code == 0);
+  CHECK_THAT(trained.out, Catch::Contains("held-out (gpt2_decode): loss"));
+
+  const CommandResult inspect = RunCommand({tlmd, "inspect", model});
+  CHECK(inspect.exit_code == 0);
+  CHECK_THAT(inspect.out, Catch::Contains("d_model 32, 1 layers"));
+  CHECK_THAT(inspect.out, Catch::Contains("pretrain: 128 programs, 30 steps"));
+  CHECK_THAT(inspect.out, Catch::Contains("held_out_perplexity:"));
+
+  const CommandResult generated = RunCommand({tlmd, "generate", "--model=" + model, "--count=5",
+                                              "dense", "M=64", "N=64", "K=64",
+                                              "--epilogue=bias,relu"});
+  INFO(generated.err);
+  CHECK(generated.exit_code == 0);
+  CHECK(std::count(generated.out.begin(), generated.out.end(), '\n') == 5);
+  CHECK_THAT(generated.out, Catch::Contains("epilogue bias relu dtype float32 target cpu"));
+
+  std::ofstream(cluster.dir() + "/garbage.tlm") << "garbage";
+  const CommandResult garbage = RunCommand({tlmd, "inspect", cluster.dir() + "/garbage.tlm"});
+  CHECK(garbage.exit_code == 1);
+  CHECK_THAT(garbage.err, Catch::Contains("not a usable tlmd checkpoint: wrong magic"));
+
+  // Without --model the tlm sampler is refused, naming the flag.
+  REQUIRE(cluster.StartServer());
+  const std::vector<std::string> tune = {RunfilePath("client/tlmctl"), "--server=", "tune",
+                                         "dense", "M=64", "N=64", "K=64", "--sampler=tlm",
+                                         "--trials=6", "--repeat=1", "--min-repeat-ms=1"};
+  auto run_tune = [&] {
+    std::vector<std::string> argv = tune;
+    argv[1] += cluster.address();
+    return RunCommand(argv);
+  };
+  const CommandResult refused = run_tune();
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.err, Catch::Contains("--model"));
+  REQUIRE(cluster.StopServer() == 0);
+
+  REQUIRE(cluster.StartServer({"--model=" + model, "--model_poll_s=0.1"}));
+  cluster.StartWorker("w1", {"--backend=cpu"});
+  REQUIRE(cluster.WaitForWorkers(1));
+  const CommandResult tuned = run_tune();
+  INFO(tuned.out << tuned.err << cluster.Logs());
+  CHECK(tuned.exit_code == 0);
+  CHECK_THAT(tuned.out, Catch::Contains("6/6 trials"));
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks WHERE sampler = 'tlm'") == 1);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements WHERE error_kind = 1") ==
+        6);
+
+  // Fine-tune on the dataset and publish over the served checkpoint.
+  const CommandResult sft =
+      RunCommand({tlmd, "sft", "--model=" + model, "--db=" + cluster.db_path(),
+                  "--out=" + model, "--steps=5"});
+  INFO(sft.err);
+  CHECK(sft.exit_code == 0);
+  CHECK_THAT(RunCommand({tlmd, "inspect", model}).out, Catch::Contains("sft: 1 programs, 5 steps"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (cluster.Logs().find("model version 2 in use") == std::string::npos &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  CHECK_THAT(cluster.Logs(), Catch::Contains("model version 2 in use"));
+  const CommandResult again = run_tune();
+  CHECK(again.exit_code == 0);
+}
+
 TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   Cluster cluster;
   REQUIRE(cluster.StartServer());

@@ -105,7 +105,8 @@ TEST_CASE("random sampler proposes distinct unseen programs and exhausts small s
 }
 
 TEST_CASE("unknown sampler names the field") {
-  absl::StatusOr<std::unique_ptr<Sampler>> s = MakeSampler("oracle", program::DenseWorkload(4, 4, 4), "cpu", 1);
+  absl::StatusOr<std::unique_ptr<Sampler>> s =
+      SamplerRegistry().Make("oracle", program::DenseWorkload(4, 4, 4), "cpu", 1);
   REQUIRE_FALSE(s.ok());
   CHECK(std::string(s.status().message()) == "sampler: unknown sampler \"oracle\" (known: random)");
 }

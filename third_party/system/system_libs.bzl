@@ -107,3 +107,23 @@ llvm_config_library = repository_rule(
     local = True,
     doc = "A cc_library named like the repository, with flags from llvm-config.",
 )
+
+def _header_dir_library_impl(ctx):
+    for probe in ctx.attr.probes:
+        if not ctx.path(probe).exists:
+            fail("%s not found; %s" % (probe, _SETUP_HINT))
+    tokens = []
+    for d in ctx.attr.include_dirs:
+        tokens += ["-isystem", d]
+    _write_library(ctx, tokens, ctx.attr.linkopts, "installed headers: " + " ".join(ctx.attr.include_dirs))
+
+header_dir_library = repository_rule(
+    implementation = _header_dir_library_impl,
+    attrs = {
+        "include_dirs": attr.string_list(mandatory = True, doc = "header directories"),
+        "linkopts": attr.string_list(mandatory = True, doc = "linker flags"),
+        "probes": attr.string_list(doc = "files that must exist (else: run setup)"),
+    },
+    local = True,
+    doc = "A cc_library for a library installed without pkg-config (libtorch).",
+)
