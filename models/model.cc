@@ -204,6 +204,23 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, Tokenizer tokeniz
   return Model(std::move(impl));
 }
 
+absl::StatusOr<Model> Model::Clone() const {
+  auto impl = std::make_unique<Impl>();
+  impl->config = impl_->config;
+  impl->tokenizer = impl_->tokenizer;
+  impl->metadata = impl_->metadata;
+  absl::Status s = CatchTorch("copying the model", [&] {
+    InitNetwork(*impl);
+    torch::NoGradGuard no_grad;
+    const std::vector<torch::Tensor> from = impl_->net->parameters();
+    const std::vector<torch::Tensor> to = impl->net->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return Model(std::move(impl));
+}
+
 absl::Status Model::Save(const std::string& path) const {
   std::string weights;
   absl::Status s = CatchTorch("saving the weights", [&] {

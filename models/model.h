@@ -72,6 +72,10 @@ class Model {
   // flushed, then renamed over `path`.
   absl::Status Save(const std::string& path) const;
 
+  // An independent copy (weights, vocabulary, metadata), e.g. to fine-tune
+  // while this one keeps serving.
+  absl::StatusOr<Model> Clone() const;
+
   const ModelConfig& config() const;
   const Tokenizer& tokenizer() const;
   int64_t num_parameters() const;
@@ -95,6 +99,7 @@ class Model {
   };
   absl::StatusOr<Evaluation> Evaluate(const std::vector<program::Program>& programs) const;
 
+  // Internals, for models/ and its tests only.
   struct Impl;
   Impl& impl() { return *impl_; }
   const Impl& impl() const { return *impl_; }

@@ -22,6 +22,7 @@
 #include "server/admin_service.h"
 #include "server/auth.h"
 #include "server/dispatcher.h"
+#include "server/finetuner.h"
 #include "server/fleet_service.h"
 #include "server/model_commands.h"
 #include "server/sqlite_store.h"
@@ -53,6 +54,10 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(double, model_poll_s, 5, "how often to look for a replaced --model file");
 ABSL_FLAG(double, tlm_temperature, 1.0, "tlm sampler: sampling temperature (0: greedy)");
 ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0: all)");
+ABSL_FLAG(int32_t, finetune_every, 0,
+          "with --model: fine-tune the model on the best program of every task after this many "
+          "successful results, and write it over --model (0: never)");
+ABSL_FLAG(int32_t, finetune_steps, 100, "optimizer steps of one fine-tuning round");
 
 namespace tlm::server {
 namespace {
@@ -80,6 +85,14 @@ std::string CheckFlags() {
   if (absl::GetFlag(FLAGS_heartbeat_ms) < 10) bad("--heartbeat_ms must be at least 10");
   if (absl::GetFlag(FLAGS_window_per_task) < 1) bad("--window_per_task must be at least 1");
   if (absl::GetFlag(FLAGS_drain_timeout_s) < 0) bad("--drain_timeout_s must not be negative");
+  if (absl::GetFlag(FLAGS_model_poll_s) <= 0) bad("--model_poll_s must be positive");
+  if (absl::GetFlag(FLAGS_tlm_temperature) < 0) bad("--tlm_temperature must not be negative");
+  if (absl::GetFlag(FLAGS_tlm_top_k) < 0) bad("--tlm_top_k must not be negative");
+  if (absl::GetFlag(FLAGS_finetune_every) < 0) bad("--finetune_every must not be negative");
+  if (absl::GetFlag(FLAGS_finetune_every) > 0 && absl::GetFlag(FLAGS_model).empty()) {
+    bad("--finetune_every needs --model (the checkpoint it fine-tunes and rewrites)");
+  }
+  if (absl::GetFlag(FLAGS_finetune_steps) < 1) bad("--finetune_steps must be at least 1");
   if (spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)) == spdlog::level::off &&
       absl::GetFlag(FLAGS_log_level) != "off") {
     bad("--log_level must be one of trace, debug, info, warn, error, off");
@@ -124,9 +137,23 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
   generate.top_k = absl::GetFlag(FLAGS_tlm_top_k);
   AddTlmSampler(samplers, &model, generate);
 
+  std::unique_ptr<FineTuner> finetuner;
+  if (absl::GetFlag(FLAGS_finetune_every) > 0 && !absl::GetFlag(FLAGS_model).empty()) {
+    FineTuner::Options o;
+    o.results_per_round = absl::GetFlag(FLAGS_finetune_every);
+    o.train.steps = absl::GetFlag(FLAGS_finetune_steps);
+    o.checkpoint_path = absl::GetFlag(FLAGS_model);
+    finetuner = std::make_unique<FineTuner>(store->get(), &model, o);
+  }
+
   Tuner::Options tuner_options;
   tuner_options.window_per_task = absl::GetFlag(FLAGS_window_per_task);
   tuner_options.samplers = &samplers;
+  if (finetuner != nullptr) {
+    tuner_options.on_stored = [&finetuner](const tlm::v1::MeasureResult& r) {
+      finetuner->OnResult(r);
+    };
+  }
   tuner = std::make_unique<Tuner>(store->get(), &dispatcher, tuner_options);
   if (absl::Status s = tuner->Resume(); !s.ok()) {
     spdlog::critical("cannot resume the stored tasks: {}", s.ToString());

@@ -15,6 +15,7 @@
 #include "models/trainer.h"
 #include "program/networks.h"
 #include "program/program.h"
+#include "server/finetuner.h"
 #include "server/sqlite_store.h"
 #include "spdlog/spdlog.h"
 
@@ -148,21 +149,14 @@ int Sft() {
   if (!model.ok()) return Fail(model.status());
   absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(absl::GetFlag(FLAGS_db));
   if (!store.ok()) return Fail(store.status());
-  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = (*store)->ListTasks(0, {});
-  if (!tasks.ok()) return Fail(tasks.status());
-  std::vector<program::Program> best;
-  for (const tlm::v1::Task& t : *tasks) {
-    absl::StatusOr<tlm::v1::Trial> trial = (*store)->GetBest(t.id());
-    if (!trial.ok()) continue;  // nothing measured successfully
-    absl::StatusOr<program::Program> p = program::ProgramFromProto(trial->program());
-    if (p.ok()) best.push_back(*std::move(p));
-  }
-  if (best.empty()) {
+  absl::StatusOr<std::vector<program::Program>> best = BestPrograms(**store);
+  if (!best.ok()) return Fail(best.status());
+  if (best->empty()) {
     return Fail(absl::FailedPreconditionError(
         absl::StrCat(absl::GetFlag(FLAGS_db), " holds no successful measurement")));
   }
-  spdlog::info("fine-tuning on the best programs of {} tasks", best.size());
-  return TrainAndSave(*model, best, TrainOptionsFromFlags(200, 3e-4), "sft");
+  spdlog::info("fine-tuning on the best programs of {} tasks", best->size());
+  return TrainAndSave(*model, *best, TrainOptionsFromFlags(200, 3e-4), "sft");
 }
 
 int Inspect(const std::vector<std::string>& words) {

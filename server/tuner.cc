@@ -317,6 +317,7 @@ void Tuner::OnOutcome(const JobOutcome& outcome) {
                     stored.ToString());
       return;
     }
+    if (options_.on_stored) options_.on_stored(record.result);
     const double worker_ms = (outcome.result.build_seconds() + outcome.result.run_seconds()) * 1e3;
     const absl::Time stored_at = options_.clock();
     if (!outcome.worker_id.empty()) {

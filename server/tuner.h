@@ -83,6 +83,9 @@ class Tuner {
     // only.
     const SamplerRegistry* samplers = nullptr;
     std::function<absl::Time()> clock = [] { return absl::Now(); };
+    // Called with every result once it is stored, under the tuner's lock:
+    // it must be quick and must not call the tuner.
+    std::function<void(const tlm::v1::MeasureResult&)> on_stored;
   };
 
   // `store` and `dispatcher` must outlive the tuner. The dispatcher's outcome

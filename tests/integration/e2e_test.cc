@@ -194,7 +194,8 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   CHECK_THAT(refused.err, Catch::Contains("--model"));
   REQUIRE(cluster.StopServer() == 0);
 
-  REQUIRE(cluster.StartServer({"--model=" + model, "--model_poll_s=0.1"}));
+  REQUIRE(cluster.StartServer({"--model=" + model, "--model_poll_s=0.1", "--finetune_every=6",
+                               "--finetune_steps=5"}));
   cluster.StartWorker("w1", {"--backend=cpu"});
   REQUIRE(cluster.WaitForWorkers(1));
   const CommandResult tuned = run_tune();
@@ -204,20 +205,28 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks WHERE sampler = 'tlm'") == 1);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements WHERE error_kind = 1") ==
         6);
+  auto wait_for_log = [&](const std::string& line) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (cluster.Logs().find(line) == std::string::npos && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    CHECK_THAT(cluster.Logs(), Catch::Contains(line));
+  };
+  // Six successful results make one online fine-tuning round, which writes
+  // over --model; tlmd then serves the new checkpoint.
+  wait_for_log("fine-tuning round 1: 1 best programs, 5 steps");
+  wait_for_log("model version 2 in use");
+  CHECK_THAT(RunCommand({tlmd, "inspect", model}).out,
+             Catch::Contains("online_sft: round 1: 1 programs, 5 steps"));
 
-  // Fine-tune on the dataset and publish over the served checkpoint.
+  // Fine-tune by hand on the dataset and publish over the served checkpoint.
   const CommandResult sft =
       RunCommand({tlmd, "sft", "--model=" + model, "--db=" + cluster.db_path(),
                   "--out=" + model, "--steps=5"});
   INFO(sft.err);
   CHECK(sft.exit_code == 0);
   CHECK_THAT(RunCommand({tlmd, "inspect", model}).out, Catch::Contains("sft: 1 programs, 5 steps"));
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (cluster.Logs().find("model version 2 in use") == std::string::npos &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  CHECK_THAT(cluster.Logs(), Catch::Contains("model version 2 in use"));
+  wait_for_log("model version 3 in use");
   const CommandResult again = run_tune();
   CHECK(again.exit_code == 0);
 }
@@ -468,6 +477,16 @@ TEST_CASE("tlmd refuses bad flags, and a non-loopback address without TLS and a 
                   "--tls_key=" + dir + "/missing.key", "--db=" + dir + "/x.db"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("--tls_cert: cannot read"));
+  r = RunCommand({RunfilePath("server/tlmd"), "--finetune_every=8", "--db=" + dir + "/x.db"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--finetune_every needs --model"));
+  r = RunCommand({RunfilePath("server/tlmd"), "--model=" + dir + "/missing.tlm",
+                  "--db=" + dir + "/x.db", "--listen=127.0.0.1:0"});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out + r.err, Catch::Contains("cannot load --model"));
+  r = RunCommand({RunfilePath("server/tlmd"), "bake"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown command \"bake\""));
 }
 
 TEST_CASE("over TLS with a token, workers and tlmctl work and strangers are refused") {
