@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "program/sampler.h"
+#include "server/evolutionary_sampler.h"
 
 namespace tlm::server {
 namespace {
@@ -61,6 +62,10 @@ SamplerRegistry::SamplerRegistry() {
   Add("random", [](program::Sketch sketch, uint64_t seed) -> absl::StatusOr<std::unique_ptr<Sampler>> {
     return std::make_unique<RandomSampler>(std::move(sketch), seed);
   });
+  Add("evolutionary",
+      [](program::Sketch sketch, uint64_t seed) -> absl::StatusOr<std::unique_ptr<Sampler>> {
+        return std::make_unique<EvolutionarySampler>(std::move(sketch), seed);
+      });
 }
 
 void SamplerRegistry::Add(const std::string& name, SamplerMaker maker) {

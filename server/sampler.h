@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ class Sampler {
   // none, means the space holds no more unseen programs.
   virtual std::vector<program::Program> Propose(
       int count, const absl::flat_hash_set<std::string>& exclude) = 0;
+
+  // A measured program of the task: its median time in seconds, or nullopt
+  // when it failed. Called once per stored result (also for results stored
+  // before a restart). Samplers that do not learn ignore it.
+  virtual void Observe(const program::Program& program, std::optional<double> seconds) {}
 };
 
 // Random search: every decision drawn uniformly from its slot's allowed
@@ -51,7 +57,7 @@ using SamplerMaker = std::function<absl::StatusOr<std::unique_ptr<Sampler>>(
 // read (reads are thread-safe).
 class SamplerRegistry {
  public:
-  // Offers "random", the default.
+  // Offers "random" (the default) and "evolutionary".
   SamplerRegistry();
 
   // Offers `name` (replacing a sampler of that name).

@@ -45,6 +45,15 @@ uint64_t ResumeSeed(uint64_t seed, size_t stored) {
   return seed ^ (0x9e3779b97f4a7c15ULL * (stored + 1));
 }
 
+// Tells a sampler how one of its programs did.
+void Observe(Sampler& sampler, const tlm::v1::Program& proto, const tlm::v1::MeasureResult& r) {
+  absl::StatusOr<program::Program> p = program::ProgramFromProto(proto);
+  if (!p.ok()) return;
+  sampler.Observe(*p, r.error_kind() == tlm::v1::ERROR_KIND_NONE
+                          ? std::optional<double>(r.median_seconds())
+                          : std::nullopt);
+}
+
 }  // namespace
 
 const std::vector<std::string>& KnownTargetKinds() {
@@ -163,6 +172,9 @@ absl::Status Tuner::Resume() {
         continue;
       }
 
+      absl::StatusOr<std::vector<tlm::v1::Trial>> trials = store_->ListTrials(t.id());
+      if (!trials.ok()) return trials.status();
+      for (const tlm::v1::Trial& trial : *trials) Observe(**sampler, trial.program(), trial.result());
       std::unique_ptr<ActiveTask> task = MakeActiveTask(t, std::move(*sampler));
       task->hashes.insert(hashes->begin(), hashes->end());
       for (const StoredProgram& p : *unmeasured) {
@@ -332,6 +344,7 @@ void Tuner::OnOutcome(const JobOutcome& outcome) {
     ActiveTask& task = *it->second;
     --task.outstanding;
     ++task.done;
+    Observe(*task.sampler, outcome.job.program, outcome.result);
     absl::StatusOr<std::vector<Job>> more = TopUp(task);
     if (more.ok()) {
       jobs = std::move(*more);

@@ -229,6 +229,16 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   wait_for_log("model version 3 in use");
   const CommandResult again = run_tune();
   CHECK(again.exit_code == 0);
+
+  // The evolutionary baseline: random until 8 results, then evolved programs.
+  std::vector<std::string> evolve = tune;
+  evolve[1] += cluster.address();
+  evolve[7] = "--sampler=evolutionary";
+  evolve[8] = "--trials=14";
+  const CommandResult evolved = RunCommand(evolve);
+  INFO(evolved.out << evolved.err);
+  CHECK(evolved.exit_code == 0);
+  CHECK_THAT(evolved.out, Catch::Contains("14/14 trials"));
 }
 
 TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
