@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "client/client.h"
 #include "client/format.h"
+#include "client/report.h"
 #include "client/workload_spec.h"
 #include "program/networks.h"
 #include "google/protobuf/util/json_util.h"
@@ -494,6 +495,44 @@ int RunExport(Invocation& inv) {
   return kExitOk;
 }
 
+int RunReport(Invocation& inv) {
+  std::vector<int64_t> ids;
+  for (const std::string& arg : inv.args) {
+    int64_t id = 0;
+    int code = kExitOk;
+    if (!ParseTaskId(inv, arg, &id, &code)) return code;
+    ids.push_back(id);
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  absl::StatusOr<std::vector<tlm::v1::Task>> all = (*client)->ListTasks(1000, {});
+  if (!all.ok()) return Report(inv, all.status());
+  std::vector<tlm::v1::Task> tasks;
+  for (const tlm::v1::Task& t : *all) {
+    if (ids.empty() || std::find(ids.begin(), ids.end(), t.id()) != ids.end()) tasks.push_back(t);
+  }
+  for (int64_t id : ids) {
+    if (std::none_of(tasks.begin(), tasks.end(), [&](const auto& t) { return t.id() == id; })) {
+      return Report(inv, absl::NotFoundError(absl::StrCat("task ", id, " not found")));
+    }
+  }
+  std::vector<tlm::v1::Record> records;
+  absl::Status status = (*client)->ExportRecords(
+      ids, [&](const tlm::v1::Record& record) { records.push_back(record); });
+  if (!status.ok()) return Report(inv, status);
+  const std::string path = inv.String("out", "tlm-report.html");
+  std::ofstream file(path, std::ios::trunc);
+  file << RenderReport(tasks, records, inv.String("title", "tlmd tuning report"));
+  file.close();
+  if (!file) {
+    inv.err() << "tlmctl: cannot write " << path << "\n";
+    return kExitFailed;
+  }
+  inv.out() << "report of " << tasks.size() << " tasks and " << records.size()
+            << " measurements: " << path << "\n";
+  return kExitOk;
+}
+
 int RunImport(Invocation& inv) {
   const std::string& path = inv.args[0];
   std::ifstream file;
@@ -631,6 +670,18 @@ const std::vector<Command>& Commands() {
        0,
        1000,
        RunExport},
+      {"report",
+       "[TASK_ID...]",
+       "write an HTML report with tuning curves",
+       "Write one self-contained HTML file: for every workload a chart of the best latency\n"
+       "against measurements with one line per task (so samplers compare directly), for\n"
+       "every network tuned with 'tune --network' the estimated latency the same way, and a\n"
+       "table of the tasks. All tasks (the newest 1000) when none are given.",
+       {{"out", FlagType::kString, "FILE", "where to write (default tlm-report.html)"},
+        {"title", FlagType::kString, "TEXT", "heading of the report"}},
+       0,
+       1000,
+       RunReport},
       {"import",
        "FILE",
        "store records written by 'export'",

@@ -239,6 +239,20 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   INFO(evolved.out << evolved.err);
   CHECK(evolved.exit_code == 0);
   CHECK_THAT(evolved.out, Catch::Contains("14/14 trials"));
+
+  // One chart for the workload, one curve per task: tlm twice, evolutionary once.
+  const std::string report = cluster.dir() + "/report.html";
+  const CommandResult reported = RunCommand({RunfilePath("client/tlmctl"),
+                                             "--server=" + cluster.address(), "report",
+                                             "--out=" + report});
+  INFO(reported.err);
+  CHECK(reported.exit_code == 0);
+  CHECK_THAT(reported.out, Catch::Contains("report of 3 tasks and 26 measurements"));
+  std::ifstream in(report);
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(html, Catch::Contains("<title>tlm (task 1)</title>"));
+  CHECK_THAT(html, Catch::Contains("<title>tlm (task 2)</title>"));
+  CHECK_THAT(html, Catch::Contains("<title>evolutionary (task 3)</title>"));
 }
 
 TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
