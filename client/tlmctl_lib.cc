@@ -264,54 +264,86 @@ int RunSubmit(Invocation& inv) {
 // Tunes every distinct workload of a network: one task each, then a table
 // of the best latencies and the network's estimated latency, the sum of
 // weight x best latency.
+// Waits for a task to end; returns it as it ended.
+absl::StatusOr<tlm::v1::Task> WaitForEnd(Client& client, int64_t task_id) {
+  tlm::v1::Task last;
+  absl::Status status = client.WatchTask(task_id, [&](const tlm::v1::TaskEvent& event) {
+    last = event.task();
+    return true;
+  });
+  if (!status.ok()) return status;
+  return last;
+}
+
 int TuneNetwork(Invocation& inv, const std::string& network) {
   absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
   if (!tasks.ok()) return UsageError(*inv.console, std::string(tasks.status().message()), "tune");
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
-  std::vector<int64_t> ids;
+  const bool baseline = !inv.Has("no-baseline");
+  std::vector<int64_t> ids, baseline_ids;
   for (const program::NetworkTask& t : *tasks) {
     tlm::v1::SubmitTaskRequest request =
         RequestFromFlags(inv, program::WorkloadToProto(t.workload), 16);
     request.set_name(absl::StrCat(network, "/", t.name));
+    if (baseline) {
+      tlm::v1::SubmitTaskRequest untuned = request;
+      untuned.set_sampler("default");
+      untuned.set_num_trials(1);
+      absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(untuned);
+      if (!task.ok()) return Report(inv, task.status());
+      baseline_ids.push_back(task->id());
+    }
     absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(request);
     if (!task.ok()) return Report(inv, task.status());
     ids.push_back(task->id());
   }
   const std::string target = inv.String("target", "cpu");
   inv.out() << "network " << network << ": " << ids.size() << " tasks submitted on " << target
-            << " (task ids " << ids.front() << "-" << ids.back() << ")\n";
-  inv.out() << absl::StrFormat("%-6s %-34s %6s %8s %12s %12s\n", "task", "workload", "weight",
-                               "trials", "best", "GFLOP/s");
-  double network_seconds = 0;
-  int measured = 0;
+            << " (task ids " << ids.front() << "-" << ids.back()
+            << (baseline ? ", each with its untuned schedule measured first" : "") << ")\n";
+  inv.out() << absl::StrFormat("%-6s %-34s %6s %8s %12s %12s %12s %9s\n", "task", "workload",
+                               "weight", "trials", "untuned", "best", "GFLOP/s", "speedup");
+  double network_seconds = 0, untuned_seconds = 0;
+  int measured = 0, untuned_measured = 0;
   bool all_succeeded = true;
   for (size_t i = 0; i < ids.size(); ++i) {
-    tlm::v1::Task last;
-    absl::Status status = (*client)->WatchTask(ids[i], [&](const tlm::v1::TaskEvent& event) {
-      last = event.task();
-      return true;
-    });
-    if (!status.ok()) return Report(inv, status);
     const program::NetworkTask& t = (*tasks)[i];
-    const bool has_best = last.best_seconds() > 0;
-    all_succeeded &= last.state() == tlm::v1::TASK_STATE_SUCCEEDED;
-    if (has_best) {
-      network_seconds += static_cast<double>(t.weight) * last.best_seconds();
+    double untuned = 0;
+    if (baseline) {
+      absl::StatusOr<tlm::v1::Task> base = WaitForEnd(**client, baseline_ids[i]);
+      if (!base.ok()) return Report(inv, base.status());
+      untuned = base->best_seconds();
+    }
+    absl::StatusOr<tlm::v1::Task> last = WaitForEnd(**client, ids[i]);
+    if (!last.ok()) return Report(inv, last.status());
+    const double best = last->best_seconds();
+    all_succeeded &= last->state() == tlm::v1::TASK_STATE_SUCCEEDED;
+    if (best > 0) {
+      network_seconds += static_cast<double>(t.weight) * best;
       ++measured;
     }
-    const std::string gflops =
-        FormatGflops(program::WorkloadFlops(t.workload), last.best_seconds());
+    if (untuned > 0) {
+      untuned_seconds += static_cast<double>(t.weight) * untuned;
+      ++untuned_measured;
+    }
+    const std::string gflops = FormatGflops(program::WorkloadFlops(t.workload), best);
     inv.out() << absl::StrFormat(
-        "%-6d %-34s %6d %8s %12s %12s\n", ids[i], t.name, t.weight,
-        absl::StrCat(last.trials_done(), "/", last.num_trials()),
-        has_best ? FormatSeconds(last.best_seconds()) : "-",
-        gflops.empty() ? "-" : std::string(absl::StripSuffix(gflops, " GFLOP/s")));
+        "%-6d %-34s %6d %8s %12s %12s %12s %9s\n", ids[i], t.name, t.weight,
+        absl::StrCat(last->trials_done(), "/", last->num_trials()),
+        untuned > 0 ? FormatSeconds(untuned) : "-", best > 0 ? FormatSeconds(best) : "-",
+        gflops.empty() ? "-" : std::string(absl::StripSuffix(gflops, " GFLOP/s")),
+        best > 0 && untuned > 0 ? absl::StrFormat("%.1fx", untuned / best) : "-");
     inv.out().flush();
   }
   inv.out() << "estimated latency of " << network << ": " << FormatSeconds(network_seconds)
             << " (sum of weight x best over " << measured << " of " << ids.size()
             << " tasks)\n";
+  if (baseline && untuned_measured == static_cast<int>(ids.size()) &&
+      measured == static_cast<int>(ids.size())) {
+    inv.out() << "untuned schedules: " << FormatSeconds(untuned_seconds) << "; tuned is "
+              << absl::StrFormat("%.1fx", untuned_seconds / network_seconds) << " faster\n";
+  }
   return all_succeeded ? kExitOk : kExitFailed;
 }
 
@@ -601,10 +633,10 @@ const std::vector<Command>& Commands() {
        "  tlmctl tune conv2d_nchw N=1 C=64 H=56 W=56 F=64 KH=3 KW=3 P=1 --epilogue=bias,relu\n"
        "or every distinct workload of a network, one task each, e.g.\n"
        "  tlmctl tune --network=bert_base --trials=16\n"
-       "A network ends with a table of the best latency per task and the network's\n"
-       "estimated latency (the sum of weight x best latency). Networks: bert_base,\n"
-       "bert_tiny, gpt2, gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if every task\n"
-       "succeeds.",
+       "A network ends with a table of the untuned (measured first, one trial each) and\n"
+       "the best latency per task, and the network's estimated latency (the sum of weight\n"
+       "x best latency) before and after. Networks: bert_base, bert_tiny, gpt2,\n"
+       "gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if every task succeeds.",
        {{"network", FlagType::kString, "NAME", "tune every workload of this network"},
         {"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,gelu"},

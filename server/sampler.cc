@@ -58,6 +58,13 @@ std::vector<program::Program> RandomSampler::Propose(
   return out;
 }
 
+std::vector<program::Program> DefaultSampler::Propose(
+    int count, const absl::flat_hash_set<std::string>& exclude) {
+  absl::StatusOr<program::Program> p = program::DefaultProgram(sketch_.workload(), sketch_.target());
+  if (count <= 0 || !p.ok() || exclude.contains(program::HashText(program::Print(*p)))) return {};
+  return {*std::move(p)};
+}
+
 SamplerRegistry::SamplerRegistry() {
   Add("random", [](program::Sketch sketch, uint64_t seed) -> absl::StatusOr<std::unique_ptr<Sampler>> {
     return std::make_unique<RandomSampler>(std::move(sketch), seed);
@@ -66,6 +73,9 @@ SamplerRegistry::SamplerRegistry() {
       [](program::Sketch sketch, uint64_t seed) -> absl::StatusOr<std::unique_ptr<Sampler>> {
         return std::make_unique<EvolutionarySampler>(std::move(sketch), seed);
       });
+  Add("default", [](program::Sketch sketch, uint64_t) -> absl::StatusOr<std::unique_ptr<Sampler>> {
+    return std::make_unique<DefaultSampler>(std::move(sketch));
+  });
 }
 
 void SamplerRegistry::Add(const std::string& name, SamplerMaker maker) {

@@ -49,6 +49,18 @@ class RandomSampler : public Sampler {
   std::mt19937_64 rng_;
 };
 
+// The untuned schedule (program::DefaultProgram) and nothing else: a task's
+// baseline.
+class DefaultSampler : public Sampler {
+ public:
+  explicit DefaultSampler(program::Sketch sketch) : sketch_(std::move(sketch)) {}
+  std::vector<program::Program> Propose(
+      int count, const absl::flat_hash_set<std::string>& exclude) override;
+
+ private:
+  program::Sketch sketch_;
+};
+
 // Builds a sampler for one task. An error is the submission's error.
 using SamplerMaker = std::function<absl::StatusOr<std::unique_ptr<Sampler>>(
     program::Sketch sketch, uint64_t seed)>;
@@ -57,7 +69,8 @@ using SamplerMaker = std::function<absl::StatusOr<std::unique_ptr<Sampler>>(
 // read (reads are thread-safe).
 class SamplerRegistry {
  public:
-  // Offers "random" (the default) and "evolutionary".
+  // Offers "random" (the default), "evolutionary" and "default" (the
+  // untuned schedule only).
   SamplerRegistry();
 
   // Offers `name` (replacing a sampler of that name).

@@ -126,9 +126,12 @@ TEST_CASE("tlmctl tune tunes every workload of a network on LLVM workers") {
   }
   CHECK_THAT(ctl.out, Catch::Contains("estimated latency of bert_tiny:"));
   CHECK_THAT(ctl.out, Catch::Contains("over 8 of 8 tasks"));
-  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 8);
+  CHECK_THAT(ctl.out, Catch::Contains("untuned schedules: "));
+  // Eight tuned tasks and eight one-trial baselines (the untuned schedule).
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 16);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks WHERE sampler = 'default'") == 8);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements WHERE error_kind = 1") ==
-        16);
+        24);
 
   // A single workload of any operator.
   const CommandResult one = RunCommand(
@@ -320,6 +323,40 @@ TEST_CASE("SIGTERM drains, and a restarted tlmd resumes the task from the databa
   const std::string from = ForTask(submitted.id());
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+}
+
+TEST_CASE("SIGKILL of tlmd mid-task loses no stored result, and the task resumes") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  REQUIRE(cluster.WaitForWorkers(1));
+  tlm::v1::SubmitTaskRequest request = DenseTask(32, 32, 32, 30);
+  request.mutable_measure()->set_min_repeat_ms(30);
+  const tlm::v1::Task submitted = Submit(cluster, request);
+  WaitForResults(cluster, submitted.id(), 4);
+
+  cluster.server().Signal(SIGKILL);
+  REQUIRE(cluster.server().Wait(absl::Seconds(10)) == 128 + SIGKILL);
+  const std::string from = ForTask(submitted.id());
+  const int64_t stored = StoredResults(cluster, submitted.id());
+  // Every stored result, identified by its program and its timing.
+  const int64_t fingerprint = QueryInt(
+      cluster.db_path(), "SELECT SUM(m.program_id * 7 + CAST(m.median_seconds * 1e9 AS INTEGER))" + from);
+  INFO(cluster.Logs());
+  REQUIRE(stored >= 4);
+  REQUIRE(stored < 30);
+
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w2");
+  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id());
+  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 30);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+  // The results stored before the kill are still there, unchanged.
+  CHECK(QueryInt(cluster.db_path(),
+                 "SELECT SUM(m.program_id * 7 + CAST(m.median_seconds * 1e9 AS INTEGER))" + from +
+                     " AND m.id <= " + std::to_string(stored)) == fingerprint);
 }
 
 TEST_CASE("bad input is rejected naming the field and changes nothing") {

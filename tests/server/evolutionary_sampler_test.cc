@@ -1,6 +1,7 @@
 #include "server/evolutionary_sampler.h"
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -113,6 +114,21 @@ TEST_CASE("before it has observed enough, evolution samples at random, without r
     }
   }
   REQUIRE(seen.size() == 48);
+}
+
+}  // namespace
+}  // namespace tlm::server
+
+namespace tlm::server {
+namespace {
+
+TEST_CASE("the default sampler proposes the untuned schedule once") {
+  const program::Workload w = program::DenseWorkload(16, 16, 16);
+  std::unique_ptr<Sampler> sampler = *SamplerRegistry().Make("default", w, "cpu", 1);
+  std::vector<program::Program> first = sampler->Propose(8, {});
+  REQUIRE(first.size() == 1);
+  REQUIRE(program::Print(first[0]) == program::Print(*program::DefaultProgram(w, "cpu")));
+  REQUIRE(sampler->Propose(8, {program::HashText(program::Print(first[0]))}).empty());
 }
 
 }  // namespace
