@@ -110,6 +110,17 @@ absl::StatusOr<tlm::v1::Task> Client::CancelTask(int64_t task_id) {
   return task;
 }
 
+absl::StatusOr<tlm::v1::Task> Client::ExtendTask(int64_t task_id, int32_t more_trials) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::ExtendTaskRequest request;
+  request.set_task_id(task_id);
+  request.set_more_trials(more_trials);
+  tlm::v1::Task task;
+  if (absl::Status s = FromGrpc(tuning_->ExtendTask(&context, request, &task)); !s.ok()) return s;
+  return task;
+}
+
 absl::Status Client::ExportRecords(const std::vector<int64_t>& task_ids,
                                    const std::function<void(const tlm::v1::Record&)>& on_record) {
   grpc::ClientContext context;

@@ -51,6 +51,7 @@ class Client {
   absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
       int limit, const std::vector<tlm::v1::TaskState>& states);
   absl::StatusOr<tlm::v1::Task> CancelTask(int64_t task_id);
+  absl::StatusOr<tlm::v1::Task> ExtendTask(int64_t task_id, int32_t more_trials);
   // Calls on_record for each exported record (all tasks when task_ids is
   // empty), in the server's order, on the calling thread.
   absl::Status ExportRecords(const std::vector<int64_t>& task_ids,

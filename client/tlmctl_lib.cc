@@ -18,6 +18,7 @@
 #include "client/client.h"
 #include "client/format.h"
 #include "client/report.h"
+#include "client/scheduler.h"
 #include "client/workload_spec.h"
 #include "program/networks.h"
 #include "google/protobuf/util/json_util.h"
@@ -275,16 +276,76 @@ absl::StatusOr<tlm::v1::Task> WaitForEnd(Client& client, int64_t task_id) {
   return last;
 }
 
+// Best latency after each measurement of a task, in the order stored.
+absl::StatusOr<std::vector<double>> BestAfter(Client& client, int64_t task_id) {
+  std::vector<double> curve;
+  double best = 0;
+  absl::Status s = client.ExportRecords({task_id}, [&](const tlm::v1::Record& r) {
+    if (r.result().error_kind() == tlm::v1::ERROR_KIND_NONE &&
+        (best == 0 || r.result().median_seconds() < best)) {
+      best = r.result().median_seconds();
+    }
+    curve.push_back(best);
+  });
+  if (!s.ok()) return s;
+  return curve;
+}
+
+// Spends a network's measurement budget in rounds of `round` measurements,
+// each given to the task the scheduler expects the most end-to-end gain
+// from, until `budget` measurements are stored. Logs every choice.
+int Schedule(Invocation& inv, Client& client, const std::vector<program::NetworkTask>& tasks,
+             const std::vector<int64_t>& ids, int budget, int round) {
+  std::vector<ScheduledTask> state(tasks.size());
+  SchedulerOptions options;
+  options.window = round;
+  options.cap = std::max(round, budget / 2);
+  int last_choice = -1;
+  size_t last_count = 0;
+  for (int r = 1;; ++r) {
+    int measured = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      absl::StatusOr<tlm::v1::Task> ended = WaitForEnd(client, ids[i]);
+      if (!ended.ok()) return Report(inv, ended.status());
+      absl::StatusOr<std::vector<double>> curve = BestAfter(client, ids[i]);
+      if (!curve.ok()) return Report(inv, curve.status());
+      const bool exhausted = state[i].exhausted ||
+                             (static_cast<int>(i) == last_choice && curve->size() == last_count);
+      state[i] = {tasks[i].name, tasks[i].weight, *std::move(curve), exhausted};
+      measured += state[i].best_after.size();
+    }
+    if (measured >= budget) break;
+    const Choice choice = ChooseTask(state, options);
+    if (choice.index < 0) break;  // every task at its cap
+    inv.out() << "round " << r << " (" << measured << "/" << budget
+              << " measurements): " << choice.why << "\n";
+    inv.out().flush();
+    absl::StatusOr<tlm::v1::Task> extended =
+        client.ExtendTask(ids[choice.index], std::min(round, budget - measured));
+    if (!extended.ok()) return Report(inv, extended.status());
+    last_choice = choice.index;
+    last_count = state[choice.index].best_after.size();
+  }
+  return kExitOk;
+}
+
 int TuneNetwork(Invocation& inv, const std::string& network) {
   absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
   if (!tasks.ok()) return UsageError(*inv.console, std::string(tasks.status().message()), "tune");
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   const bool baseline = !inv.Has("no-baseline");
+  const int budget = inv.Int32("budget", 0);
+  const int round = inv.Int32("round", 4);
+  if (budget < 0 || round < 1) {
+    return UsageError(*inv.console, "--budget must not be negative and --round must be positive",
+                      "tune");
+  }
   std::vector<int64_t> ids, baseline_ids;
   for (const program::NetworkTask& t : *tasks) {
     tlm::v1::SubmitTaskRequest request =
         RequestFromFlags(inv, program::WorkloadToProto(t.workload), 16);
+    if (budget > 0) request.set_num_trials(round);
     request.set_name(absl::StrCat(network, "/", t.name));
     if (baseline) {
       tlm::v1::SubmitTaskRequest untuned = request;
@@ -302,6 +363,11 @@ int TuneNetwork(Invocation& inv, const std::string& network) {
   inv.out() << "network " << network << ": " << ids.size() << " tasks submitted on " << target
             << " (task ids " << ids.front() << "-" << ids.back()
             << (baseline ? ", each with its untuned schedule measured first" : "") << ")\n";
+  if (budget > 0) {
+    if (int code = Schedule(inv, **client, *tasks, ids, budget, round); code != kExitOk) {
+      return code;
+    }
+  }
   inv.out() << absl::StrFormat("%-6s %-34s %6s %8s %12s %12s %12s %9s\n", "task", "workload",
                                "weight", "trials", "untuned", "best", "GFLOP/s", "speedup");
   double network_seconds = 0, untuned_seconds = 0;
@@ -638,6 +704,12 @@ const std::vector<Command>& Commands() {
        "x best latency) before and after. Networks: bert_base, bert_tiny, gpt2,\n"
        "gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if every task succeeds.",
        {{"network", FlagType::kString, "NAME", "tune every workload of this network"},
+        {"no-baseline", FlagType::kBool, "",
+         "with --network: do not measure each workload's untuned schedule"},
+        {"budget", FlagType::kInt32, "N",
+         "with --network: N measurements in all, given in rounds to the task expected to "
+         "gain the network the most (default 0: --trials for every task)"},
+        {"round", FlagType::kInt32, "K", "with --budget: measurements per round (default 4)"},
         {"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,gelu"},
         {"target", FlagType::kString, "KIND", "target kind (default cpu)"},

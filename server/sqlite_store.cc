@@ -507,6 +507,15 @@ absl::Status SqliteStore::SetTaskState(int64_t task_id, tlm::v1::TaskState state
   return absl::OkStatus();
 }
 
+absl::Status SqliteStore::SetNumTrials(int64_t task_id, int32_t num_trials, int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  Statement update(db_.get(), "UPDATE tasks SET num_trials = ?, updated_ms = ? WHERE id = ?");
+  update.Bind(int64_t{num_trials}).Bind(now_unix_ms).Bind(task_id);
+  if (absl::Status s = update.Run(); !s.ok()) return s;
+  if (sqlite3_changes(db_.get()) == 0) return TaskNotFound(task_id);
+  return absl::OkStatus();
+}
+
 // `where` may use ?2, ?3, ... for `args` (?1 is ERROR_KIND_NONE).
 absl::StatusOr<std::vector<tlm::v1::Task>> SqliteStore::QueryTasks(
     const std::string& where, const std::vector<int64_t>& args) {

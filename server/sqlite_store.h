@@ -49,6 +49,7 @@ class SqliteStore final : public Store {
                                            int64_t now_unix_ms) override;
   absl::Status SetTaskState(int64_t task_id, tlm::v1::TaskState state, const std::string& message,
                             int64_t now_unix_ms) override;
+  absl::Status SetNumTrials(int64_t task_id, int32_t num_trials, int64_t now_unix_ms) override;
   absl::StatusOr<tlm::v1::Task> GetTask(int64_t task_id) override;
   absl::StatusOr<std::vector<tlm::v1::Task>> ListTasks(
       int limit, const std::vector<tlm::v1::TaskState>& states) override;

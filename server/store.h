@@ -58,6 +58,9 @@ class Store {
   // Sets state, message and updated time. NOT_FOUND for an unknown task.
   virtual absl::Status SetTaskState(int64_t task_id, tlm::v1::TaskState state,
                                     const std::string& message, int64_t now_unix_ms) = 0;
+  // Sets the task's trial count and updated time. NOT_FOUND for an unknown
+  // task.
+  virtual absl::Status SetNumTrials(int64_t task_id, int32_t num_trials, int64_t now_unix_ms) = 0;
   // The task with its progress: trials_done counts stored measurements,
   // trials_failed those with an error, best_seconds the smallest successful
   // median (0 when none). NOT_FOUND "task 12 not found".

@@ -143,6 +143,40 @@ Job Tuner::MakeJob(const ActiveTask& task, int64_t program_id,
   return job;
 }
 
+absl::Status Tuner::Activate(const tlm::v1::Task& t, std::vector<Job>& jobs) {
+  absl::StatusOr<std::vector<std::string>> hashes = store_->ProgramHashes(t.id());
+  if (!hashes.ok()) return hashes.status();
+  absl::StatusOr<std::vector<StoredProgram>> unmeasured = store_->ListUnmeasuredPrograms(t.id());
+  if (!unmeasured.ok()) return unmeasured.status();
+  absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(t.workload());
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
+      workload.ok() ? samplers_.Make(t.sampler(), *workload, t.target().kind(),
+                                   ResumeSeed(t.seed(), hashes->size()))
+                    : workload.status();
+  if (!sampler.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume: ", sampler.status().message()));
+  }
+  absl::StatusOr<std::vector<tlm::v1::Trial>> trials = store_->ListTrials(t.id());
+  if (!trials.ok()) return trials.status();
+  for (const tlm::v1::Trial& trial : *trials) Observe(**sampler, trial.program(), trial.result());
+  std::unique_ptr<ActiveTask> task = MakeActiveTask(t, std::move(*sampler));
+  task->hashes.insert(hashes->begin(), hashes->end());
+  for (const StoredProgram& p : *unmeasured) {
+    jobs.push_back(MakeJob(*task, p.program_id, p.program));
+    ++task->outstanding;
+  }
+  absl::StatusOr<std::vector<Job>> more = TopUp(*task);
+  if (!more.ok()) return more.status();
+  jobs.insert(jobs.end(), more->begin(), more->end());
+  spdlog::info("task {} active: {}/{} trials done, {} programs re-enqueued", t.id(), task->done,
+               task->num_trials, unmeasured->size());
+  ActiveTask& ref = *task;
+  active_[t.id()] = std::move(task);
+  MaybeFinish(ref);
+  return absl::OkStatus();
+}
+
 absl::Status Tuner::Resume() {
   absl::StatusOr<std::vector<tlm::v1::Task>> running =
       store_->ListTasks(std::numeric_limits<int>::max(), {tlm::v1::TASK_STATE_RUNNING});
@@ -151,48 +185,63 @@ absl::Status Tuner::Resume() {
   {
     absl::MutexLock lock(&mu_);
     for (const tlm::v1::Task& t : *running) {
-      absl::StatusOr<std::vector<std::string>> hashes = store_->ProgramHashes(t.id());
-      if (!hashes.ok()) return hashes.status();
-      absl::StatusOr<std::vector<StoredProgram>> unmeasured =
-          store_->ListUnmeasuredPrograms(t.id());
-      if (!unmeasured.ok()) return unmeasured.status();
-      absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(t.workload());
-      absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-          workload.ok() ? samplers_.Make(t.sampler(), *workload, t.target().kind(),
-                                       ResumeSeed(t.seed(), hashes->size()))
-                        : workload.status();
-      if (!sampler.ok()) {
+      absl::Status s = Activate(t, jobs);
+      if (absl::IsFailedPrecondition(s)) {
         // A task this server cannot continue must not keep the others from resuming.
-        const std::string why = absl::StrCat("cannot resume: ", sampler.status().message());
-        spdlog::error("task {} {}", t.id(), why);
-        if (absl::Status s = store_->SetTaskState(t.id(), tlm::v1::TASK_STATE_FAILED, why, NowMs());
-            !s.ok()) {
-          return s;
-        }
-        continue;
+        spdlog::error("task {} {}", t.id(), std::string(s.message()));
+        s = store_->SetTaskState(t.id(), tlm::v1::TASK_STATE_FAILED, std::string(s.message()),
+                                 NowMs());
       }
-
-      absl::StatusOr<std::vector<tlm::v1::Trial>> trials = store_->ListTrials(t.id());
-      if (!trials.ok()) return trials.status();
-      for (const tlm::v1::Trial& trial : *trials) Observe(**sampler, trial.program(), trial.result());
-      std::unique_ptr<ActiveTask> task = MakeActiveTask(t, std::move(*sampler));
-      task->hashes.insert(hashes->begin(), hashes->end());
-      for (const StoredProgram& p : *unmeasured) {
-        jobs.push_back(MakeJob(*task, p.program_id, p.program));
-        ++task->outstanding;
-      }
-      absl::StatusOr<std::vector<Job>> more = TopUp(*task);
-      if (!more.ok()) return more.status();
-      jobs.insert(jobs.end(), more->begin(), more->end());
-      spdlog::info("resumed task {}: {}/{} trials done, {} programs re-enqueued", t.id(),
-                   task->done, task->num_trials, unmeasured->size());
-      ActiveTask& ref = *task;
-      active_[t.id()] = std::move(task);
-      MaybeFinish(ref);
+      if (!s.ok()) return s;
     }
   }
   for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
   return absl::OkStatus();
+}
+
+absl::StatusOr<tlm::v1::Task> Tuner::Extend(int64_t task_id, int32_t more_trials) {
+  std::vector<Job> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!accepting_) return absl::UnavailableError("tlmd is shutting down");
+    absl::StatusOr<tlm::v1::Task> stored = store_->GetTask(task_id);
+    if (!stored.ok()) return stored.status();
+    if (more_trials < 1 || more_trials > kMaxTrials - stored->num_trials()) {
+      return Invalid("more_trials",
+                     absl::StrCat("must be between 1 and ", kMaxTrials - stored->num_trials(),
+                                  " for task ", task_id, " (", stored->num_trials(),
+                                  " trials of at most ", kMaxTrials, "), got ", more_trials));
+    }
+    const int32_t total = stored->num_trials() + more_trials;
+    auto it = active_.find(task_id);
+    if (it == active_.end() && stored->state() != tlm::v1::TASK_STATE_SUCCEEDED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", task_id, " is ", tlm::v1::TaskState_Name(stored->state()),
+          "; only running or succeeded tasks can be extended"));
+    }
+    if (absl::Status s = store_->SetNumTrials(task_id, total, NowMs()); !s.ok()) return s;
+    if (it != active_.end()) {
+      it->second->num_trials = total;
+      absl::StatusOr<std::vector<Job>> more = TopUp(*it->second);
+      if (!more.ok()) return more.status();
+      jobs = *std::move(more);
+    } else {
+      if (absl::Status s = store_->SetTaskState(task_id, tlm::v1::TASK_STATE_RUNNING, "", NowMs());
+          !s.ok()) {
+        return s;
+      }
+      stored->set_num_trials(total);
+      stored->set_state(tlm::v1::TASK_STATE_RUNNING);
+      if (absl::Status s = Activate(*stored, jobs); !s.ok()) {
+        // Back to where it was: the results are all there.
+        (void)store_->SetTaskState(task_id, tlm::v1::TASK_STATE_SUCCEEDED, "", NowMs());
+        return s;
+      }
+    }
+    spdlog::info("task {} extended by {} to {} trials", task_id, more_trials, total);
+  }
+  for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
+  return store_->GetTask(task_id);
 }
 
 absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) {

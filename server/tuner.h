@@ -105,6 +105,8 @@ class Tuner {
   // Drops the task's queued programs; results already in flight are stored.
   // An ended task is returned unchanged.
   absl::StatusOr<tlm::v1::Task> Cancel(int64_t task_id);
+  // Raises a task's trial count (see tlm.v1.Tuning.ExtendTask).
+  absl::StatusOr<tlm::v1::Task> Extend(int64_t task_id, int32_t more_trials);
   // Subscribes to a task. The first event is the task as it is now; a task
   // that has ended yields only that event.
   absl::StatusOr<std::shared_ptr<TaskWatch>> Watch(int64_t task_id);
@@ -135,6 +137,12 @@ class Tuner {
 
   static std::unique_ptr<ActiveTask> MakeActiveTask(const tlm::v1::Task& stored,
                                                     std::unique_ptr<Sampler> sampler);
+  // Makes a stored task active: a sampler that has seen its results, its
+  // unmeasured programs re-enqueued and its window refilled (appended to
+  // `jobs`). FAILED_PRECONDITION "cannot resume: ..." when no sampler can be
+  // made for it; other errors are the store's.
+  absl::Status Activate(const tlm::v1::Task& stored, std::vector<Job>& jobs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Proposes and stores programs to refill the task's window; returns the
   // jobs to enqueue once mu_ is released.
   absl::StatusOr<std::vector<Job>> TopUp(ActiveTask& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -97,6 +97,13 @@ grpc::Status TuningService::CancelTask(grpc::ServerContext*,
   return Reply(tuner_->Cancel(request->task_id()), response);
 }
 
+grpc::Status TuningService::ExtendTask(grpc::ServerContext*,
+                                       const tlm::v1::ExtendTaskRequest* request,
+                                       tlm::v1::Task* response) {
+  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  return Reply(tuner_->Extend(request->task_id(), request->more_trials()), response);
+}
+
 grpc::Status TuningService::ExportRecords(grpc::ServerContext* context,
                                           const tlm::v1::ExportRecordsRequest* request,
                                           grpc::ServerWriter<tlm::v1::Record>* writer) {

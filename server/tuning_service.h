@@ -30,6 +30,8 @@ class TuningService final : public tlm::v1::Tuning::Service {
                          tlm::v1::ListTasksResponse* response) override;
   grpc::Status CancelTask(grpc::ServerContext* context, const tlm::v1::CancelTaskRequest* request,
                           tlm::v1::Task* response) override;
+  grpc::Status ExtendTask(grpc::ServerContext* context, const tlm::v1::ExtendTaskRequest* request,
+                          tlm::v1::Task* response) override;
   grpc::Status ExportRecords(grpc::ServerContext* context,
                              const tlm::v1::ExportRecordsRequest* request,
                              grpc::ServerWriter<tlm::v1::Record>* writer) override;

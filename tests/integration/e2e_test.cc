@@ -258,6 +258,59 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   CHECK_THAT(html, Catch::Contains("<title>evolutionary (task 3)</title>"));
 }
 
+TEST_CASE("a network budget goes in rounds to the tasks the scheduler picks; tasks extend") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1", {"--backend=cpu"});
+  cluster.StartWorker("w2", {"--backend=cpu"});
+  REQUIRE(cluster.WaitForWorkers(2));
+  const CommandResult ctl = RunCommand(
+      {RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "tune",
+       "--network=bert_tiny", "--budget=44", "--round=4", "--no-baseline", "--repeat=1",
+       "--min-repeat-ms=1", "--seed=3"});
+  INFO(ctl.out << ctl.err << cluster.Logs());
+  CHECK(ctl.exit_code == 0);
+  CHECK_THAT(ctl.out, Catch::Contains("round 1 (32/44 measurements): "));
+  CHECK_THAT(ctl.out, Catch::Contains("round 3 (40/44 measurements): "));
+  CHECK_THAT(ctl.out, Catch::Contains("expected gain"));
+  CHECK_THAT(ctl.out, Catch::Contains("estimated latency of bert_tiny:"));
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 8);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements") == 44);
+  CHECK(QueryInt(cluster.db_path(), "SELECT MAX(num_trials) FROM tasks") >= 8);
+
+  // Extending: a succeeded task runs again; a cancelled one cannot.
+  grpc::ClientContext extend_context;
+  tlm::v1::ExtendTaskRequest extend;
+  extend.set_task_id(1);
+  extend.set_more_trials(3);
+  tlm::v1::Task extended;
+  REQUIRE(cluster.tuning().ExtendTask(&extend_context, extend, &extended).ok());
+  const tlm::v1::Task done = cluster.WatchToEnd(1);
+  CHECK(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == done.num_trials());
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements") == 47);
+
+  tlm::v1::SubmitTaskRequest request = DenseTask(64, 64, 64, 1000);
+  request.mutable_measure()->set_min_repeat_ms(50);
+  const tlm::v1::Task submitted = Submit(cluster, request);
+  grpc::ClientContext cancel_context;
+  tlm::v1::CancelTaskRequest cancel;
+  cancel.set_task_id(submitted.id());
+  tlm::v1::Task cancelled;
+  REQUIRE(cluster.tuning().CancelTask(&cancel_context, cancel, &cancelled).ok());
+  grpc::ClientContext refused_context;
+  extend.set_task_id(submitted.id());
+  const grpc::Status refused = cluster.tuning().ExtendTask(&refused_context, extend, &extended);
+  CHECK(refused.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK_THAT(refused.error_message(), Catch::Contains("TASK_STATE_CANCELLED"));
+  grpc::ClientContext bad_context;
+  extend.set_task_id(1);
+  extend.set_more_trials(0);
+  const grpc::Status bad = cluster.tuning().ExtendTask(&bad_context, extend, &extended);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(bad.error_message(), Catch::StartsWith("more_trials: must be between 1 and"));
+}
+
 TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   Cluster cluster;
   REQUIRE(cluster.StartServer());

@@ -37,7 +37,7 @@ TEST_CASE("tlm is refused without a model and offered with one") {
   ModelSlot slot;
   SamplerRegistry registry;
   AddTlmSampler(registry, &slot, {});
-  REQUIRE(registry.names() == std::vector<std::string>{"random", "evolutionary", "tlm"});
+  REQUIRE(registry.names() == std::vector<std::string>{"random", "evolutionary", "default", "tlm"});
   const program::Workload w = program::DenseWorkload(16, 16, 16);
   absl::StatusOr<std::unique_ptr<Sampler>> none = registry.Make("tlm", w, "cpu", 1);
   REQUIRE(none.status().code() == absl::StatusCode::kFailedPrecondition);

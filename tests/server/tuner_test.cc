@@ -108,7 +108,7 @@ TEST_CASE("unknown sampler names the field") {
   absl::StatusOr<std::unique_ptr<Sampler>> s =
       SamplerRegistry().Make("oracle", program::DenseWorkload(4, 4, 4), "cpu", 1);
   REQUIRE_FALSE(s.ok());
-  CHECK(std::string(s.status().message()) == "sampler: unknown sampler \"oracle\" (known: random, evolutionary)");
+  CHECK(std::string(s.status().message()) == "sampler: unknown sampler \"oracle\" (known: random, evolutionary, default)");
 }
 
 TEST_CASE("submit validation names the field") {
