@@ -8,17 +8,20 @@
 # latency per workload and the network's estimated latency before and after;
 # writes an HTML report; and stops both processes.
 #
-# Environment overrides: TLM_NETWORK (default bert_tiny), TLM_TRIALS (per
-# workload, default 16), TLM_SAMPLER (tlm, random or evolutionary; default
+# Environment overrides: TLM_NETWORK (default bert_tiny), TLM_BUDGET
+# (measurements for the whole network, given in rounds of 4 by the task
+# scheduler; default 128), TLM_SAMPLER (tlm, random or evolutionary; default
 # tlm), TLM_PRETRAIN_STEPS (default 400); or TLM_WORKLOAD (e.g. "dense M=128
-# N=768 K=768") with TLM_EPILOGUE (e.g. "bias,relu") to tune one workload.
+# N=768 K=768") with TLM_EPILOGUE (e.g. "bias,relu") and TLM_TRIALS (default
+# 64) to tune one workload.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 network=${TLM_NETWORK:-bert_tiny}
 workload=${TLM_WORKLOAD:-}
 epilogue=${TLM_EPILOGUE:-}
-trials=${TLM_TRIALS:-16}
+trials=${TLM_TRIALS:-64}
+budget=${TLM_BUDGET:-128}
 sampler=${TLM_SAMPLER:-tlm}
 
 bash deploy/setup.sh
@@ -65,7 +68,7 @@ if [ -n "$workload" ]; then
   ctl tune $workload --epilogue="$epilogue" --trials="$trials" --sampler="$sampler" \
     --name=tune.sh || rc=$?
 else
-  ctl tune --network="$network" --trials="$trials" --sampler="$sampler" || rc=$?
+  ctl tune --network="$network" --budget="$budget" --sampler="$sampler" || rc=$?
 fi
 ctl report --out=var/report.html --title="tlmd: ${workload:-$network} on this machine"
 exit "$rc"
