@@ -262,9 +262,6 @@ int RunSubmit(Invocation& inv) {
   return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 32), inv.Has("watch"));
 }
 
-// Tunes every distinct workload of a network: one task each, then a table
-// of the best latencies and the network's estimated latency, the sum of
-// weight x best latency.
 // Waits for a task to end; returns it as it ended.
 absl::StatusOr<tlm::v1::Task> WaitForEnd(Client& client, int64_t task_id) {
   tlm::v1::Task last;
@@ -329,6 +326,11 @@ int Schedule(Invocation& inv, Client& client, const std::vector<program::Network
   return kExitOk;
 }
 
+// Tunes every distinct workload of a network: one task each (after a
+// one-trial task measuring its untuned schedule, unless --no-baseline),
+// with --budget spent in scheduled rounds; then a table of untuned and best
+// latencies and the network's estimated latency (sum of weight x best)
+// before and after.
 int TuneNetwork(Invocation& inv, const std::string& network) {
   absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
   if (!tasks.ok()) return UsageError(*inv.console, std::string(tasks.status().message()), "tune");
