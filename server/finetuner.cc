@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -10,7 +11,11 @@ namespace tlm::server {
 absl::StatusOr<std::vector<program::Program>> BestPrograms(Store& store) {
   absl::StatusOr<std::vector<tlm::v1::Task>> tasks = store.ListTasks(0, {});
   if (!tasks.ok()) return tasks.status();
-  std::vector<program::Program> best;
+  // Per workload and target (its sketch): the fastest over all its tasks, so
+  // a baseline task's untuned schedule is never taught when a tuned one is
+  // faster.
+  std::vector<std::string> order;
+  absl::flat_hash_map<std::string, std::pair<double, program::Program>> best;
   for (auto it = tasks->rbegin(); it != tasks->rend(); ++it) {  // newest first -> oldest first
     absl::StatusOr<tlm::v1::Trial> trial = store.GetBest(it->id());
     if (absl::IsNotFound(trial.status())) continue;  // nothing measured successfully yet
@@ -21,9 +26,18 @@ absl::StatusOr<std::vector<program::Program>> BestPrograms(Store& store) {
                    p.status().ToString());
       continue;
     }
-    best.push_back(*std::move(p));
+    const std::string key = absl::StrCat(program::WorkloadSummary(p->workload), " on ", p->target);
+    const double seconds = trial->result().median_seconds();
+    auto [slot, inserted] = best.try_emplace(key, seconds, *p);
+    if (inserted) {
+      order.push_back(key);
+    } else if (seconds < slot->second.first) {
+      slot->second = {seconds, *std::move(p)};
+    }
   }
-  return best;
+  std::vector<program::Program> out;
+  for (const std::string& key : order) out.push_back(best.at(key).second);
+  return out;
 }
 
 namespace {

@@ -17,8 +17,9 @@
 
 namespace tlm::server {
 
-// The supervised fine-tuning set: the fastest successfully measured program
-// of every task in the store (failures are never in it), oldest task first.
+// The supervised fine-tuning set: for every workload and target in the
+// store, the fastest successfully measured program over all its tasks
+// (failures are never in it), in order of the oldest task.
 absl::StatusOr<std::vector<program::Program>> BestPrograms(Store& store);
 
 // After every `results_per_round` successful results, fine-tunes a copy of
