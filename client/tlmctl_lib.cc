@@ -157,6 +157,17 @@ bool ParseTaskId(Invocation& inv, const std::string& text, int64_t* task_id, int
   return true;
 }
 
+// Every positional argument as a task id; false (with the exit code) at the
+// first that is not one.
+bool ParseTaskIds(Invocation& inv, std::vector<int64_t>* ids, int* exit_code) {
+  for (const std::string& arg : inv.args) {
+    int64_t id = 0;
+    if (!ParseTaskId(inv, arg, &id, exit_code)) return false;
+    ids->push_back(id);
+  }
+  return true;
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Dial(Invocation& inv) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeChannelCredentials(inv.endpoint.security);
@@ -573,12 +584,7 @@ int RunWorkers(Invocation& inv) {
 
 int RunExport(Invocation& inv) {
   std::vector<int64_t> ids;
-  for (const std::string& arg : inv.args) {
-    int64_t id = 0;
-    int code = kExitOk;
-    if (!ParseTaskId(inv, arg, &id, &code)) return code;
-    ids.push_back(id);
-  }
+  if (int code = kExitOk; !ParseTaskIds(inv, &ids, &code)) return code;
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   google::protobuf::util::JsonPrintOptions options;
@@ -597,12 +603,7 @@ int RunExport(Invocation& inv) {
 
 int RunReport(Invocation& inv) {
   std::vector<int64_t> ids;
-  for (const std::string& arg : inv.args) {
-    int64_t id = 0;
-    int code = kExitOk;
-    if (!ParseTaskId(inv, arg, &id, &code)) return code;
-    ids.push_back(id);
-  }
+  if (int code = kExitOk; !ParseTaskIds(inv, &ids, &code)) return code;
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   absl::StatusOr<std::vector<tlm::v1::Task>> all = (*client)->ListTasks(1000, {});

@@ -350,66 +350,61 @@ TEST_CASE("a worker killed mid-task loses no job and stores none twice") {
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from + " AND m.attempt >= 2") >= 1);
 }
 
-TEST_CASE("SIGTERM drains, and a restarted tlmd resumes the task from the database") {
-  Cluster cluster;
+// Starts tlmd, one worker and a 30-trial task; returns the task once
+// `results` of its results are stored.
+tlm::v1::Task StartTask(Cluster& cluster, int64_t results) {
   REQUIRE(cluster.StartServer());
   cluster.StartWorker("w1");
   REQUIRE(cluster.WaitForWorkers(1));
   tlm::v1::SubmitTaskRequest request = DenseTask(32, 32, 32, 30);
   request.mutable_measure()->set_min_repeat_ms(30);
   const tlm::v1::Task submitted = Submit(cluster, request);
-  WaitForResults(cluster, submitted.id(), 3);
+  WaitForResults(cluster, submitted.id(), results);
+  return submitted;
+}
 
+// Starts tlmd again on the same database with a fresh worker (the new server
+// has a new port) and checks that the task ends with 30 distinct results.
+void RestartAndFinish(Cluster& cluster, int64_t task_id) {
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w2");
+  const tlm::v1::Task done = cluster.WatchToEnd(task_id);
+  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(done.trials_done() == 30);
+  const std::string from = ForTask(task_id);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+}
+
+TEST_CASE("SIGTERM drains, and a restarted tlmd resumes the task from the database") {
+  Cluster cluster;
+  const tlm::v1::Task submitted = StartTask(cluster, 3);
   REQUIRE(cluster.StopServer() == 0);
   const int64_t stored = StoredResults(cluster, submitted.id());
   INFO(cluster.Logs());
   REQUIRE(stored >= 3);
   REQUIRE(stored < 30);
-
-  // The worker reconnects to the new server by itself once it is on the same port;
-  // a new server gets a new port here, so start a fresh worker.
-  REQUIRE(cluster.StartServer());
-  cluster.StartWorker("w2");
-  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id());
-  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
-  CHECK(done.trials_done() == 30);
-  const std::string from = ForTask(submitted.id());
-  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
-  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+  RestartAndFinish(cluster, submitted.id());
 }
 
 TEST_CASE("SIGKILL of tlmd mid-task loses no stored result, and the task resumes") {
   Cluster cluster;
-  REQUIRE(cluster.StartServer());
-  cluster.StartWorker("w1");
-  REQUIRE(cluster.WaitForWorkers(1));
-  tlm::v1::SubmitTaskRequest request = DenseTask(32, 32, 32, 30);
-  request.mutable_measure()->set_min_repeat_ms(30);
-  const tlm::v1::Task submitted = Submit(cluster, request);
-  WaitForResults(cluster, submitted.id(), 4);
-
+  const tlm::v1::Task submitted = StartTask(cluster, 4);
   cluster.server().Signal(SIGKILL);
   REQUIRE(cluster.server().Wait(absl::Seconds(10)) == 128 + SIGKILL);
-  const std::string from = ForTask(submitted.id());
   const int64_t stored = StoredResults(cluster, submitted.id());
   // Every stored result, identified by its program and its timing.
-  const int64_t fingerprint = QueryInt(
-      cluster.db_path(), "SELECT SUM(m.program_id * 7 + CAST(m.median_seconds * 1e9 AS INTEGER))" + from);
+  const std::string fingerprint =
+      "SELECT SUM(m.program_id * 7 + CAST(m.median_seconds * 1e9 AS INTEGER))" +
+      ForTask(submitted.id());
+  const int64_t before = QueryInt(cluster.db_path(), fingerprint);
   INFO(cluster.Logs());
   REQUIRE(stored >= 4);
   REQUIRE(stored < 30);
-
-  REQUIRE(cluster.StartServer());
-  cluster.StartWorker("w2");
-  const tlm::v1::Task done = cluster.WatchToEnd(submitted.id());
-  REQUIRE(done.state() == tlm::v1::TASK_STATE_SUCCEEDED);
-  CHECK(done.trials_done() == 30);
-  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*)" + from) == 30);
-  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT m.program_id)" + from) == 30);
+  RestartAndFinish(cluster, submitted.id());
   // The results stored before the kill are still there, unchanged.
-  CHECK(QueryInt(cluster.db_path(),
-                 "SELECT SUM(m.program_id * 7 + CAST(m.median_seconds * 1e9 AS INTEGER))" + from +
-                     " AND m.id <= " + std::to_string(stored)) == fingerprint);
+  CHECK(QueryInt(cluster.db_path(), fingerprint + " AND m.id <= " + std::to_string(stored)) ==
+        before);
 }
 
 TEST_CASE("bad input is rejected naming the field and changes nothing") {
