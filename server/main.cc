@@ -55,7 +55,7 @@ ABSL_FLAG(double, model_poll_s, 5, "how often to look for a replaced --model fil
 ABSL_FLAG(double, tlm_temperature, 1.0, "tlm sampler: sampling temperature (0: greedy)");
 ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0: all)");
 ABSL_FLAG(int32_t, finetune_every, 0,
-          "with --model: fine-tune the model on the best program of every task after this many "
+          "with --model: fine-tune the model on the best program of every workload after this many "
           "successful results, and write it over --model (0: never)");
 ABSL_FLAG(int32_t, finetune_steps, 100, "optimizer steps of one fine-tuning round");
 

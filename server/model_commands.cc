@@ -51,7 +51,7 @@ const char kModelCommandsUsage[] =
     "        [--steps=1000] [--eval_networks=...] [--d_model=128 --n_layer=4 ...]\n"
     "      pretrains a model on random valid programs of the networks' tasks\n"
     "  tlmd sft --model=FILE --db=FILE --out=FILE [--steps=200]\n"
-    "      fine-tunes on the best measured program of every task in the dataset\n"
+    "      fine-tunes on the best measured program of every workload in the dataset\n"
     "  tlmd inspect FILE\n"
     "      describes a checkpoint\n"
     "  tlmd generate --model=FILE [--target=cpu] [--count=8] [--epilogue=...] OP NAME=INT...\n"
