@@ -49,6 +49,8 @@ absl::StatusOr<TrainReport> Train(Model& model, const std::vector<program::Progr
   }
   TrainReport report;
   const auto start = std::chrono::steady_clock::now();
+  // libtorch's intra-op thread count is process-wide: restored afterwards.
+  const int threads_before = torch::get_num_threads();
   absl::Status s = CatchTorch("train", [&]() -> absl::Status {
     if (o.threads > 0) torch::set_num_threads(o.threads);
     torch::manual_seed(o.seed);
@@ -102,6 +104,7 @@ absl::StatusOr<TrainReport> Train(Model& model, const std::vector<program::Progr
     return absl::OkStatus();
   });
   impl.net->eval();
+  if (o.threads > 0) torch::set_num_threads(threads_before);
   if (!s.ok()) return s;
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -31,7 +31,9 @@ struct TrainOptions {
   // `checkpoint_path`.
   int64_t checkpoint_every = 0;
   std::string checkpoint_path;
-  int threads = 0;  // libtorch intra-op threads; 0 keeps its default
+  // libtorch intra-op threads during this call (process-wide, restored at
+  // the end); 0 keeps the current setting.
+  int threads = 0;
 };
 
 struct TrainReport {
