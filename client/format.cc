@@ -26,6 +26,12 @@ double WorkloadFlops(const tlm::v1::Workload& workload) {
   return w.ok() ? program::WorkloadFlops(*w) : 0;
 }
 
+double ImproveBest(double best, const tlm::v1::MeasureResult& result) {
+  const bool better = result.error_kind() == tlm::v1::ERROR_KIND_NONE &&
+                      (!(best > 0) || result.median_seconds() < best);
+  return better ? result.median_seconds() : best;
+}
+
 std::string FormatGflops(double flops, double seconds) {
   if (!(flops > 0) || !(seconds > 0)) return "";
   const double gflops = flops / seconds / 1e9;

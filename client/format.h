@@ -20,6 +20,11 @@ std::string FormatSeconds(double seconds);
 // (dense: 2*M*N*K); 0 for a workload that is not valid.
 double WorkloadFlops(const tlm::v1::Workload& workload);
 
+// The best latency once `result` is counted: its median when it succeeded
+// and beats `best`, otherwise `best`. A `best` that is not positive (0 or
+// NaN) means none yet.
+double ImproveBest(double best, const tlm::v1::MeasureResult& result);
+
 // Throughput, e.g. "12.3 GFLOP/s"; empty when either argument is not positive.
 std::string FormatGflops(double flops, double seconds);
 

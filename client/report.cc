@@ -117,10 +117,7 @@ Curve BestSoFar(const std::vector<const tlm::v1::Record*>& records) {
   Curve curve;
   double best = std::numeric_limits<double>::quiet_NaN();
   for (const tlm::v1::Record* r : records) {
-    if (r->result().error_kind() == tlm::v1::ERROR_KIND_NONE &&
-        (std::isnan(best) || r->result().median_seconds() < best)) {
-      best = r->result().median_seconds();
-    }
+    best = ImproveBest(best, r->result());
     curve.push_back(best);
   }
   return curve;

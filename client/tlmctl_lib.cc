@@ -289,10 +289,7 @@ absl::StatusOr<std::vector<double>> BestAfter(Client& client, int64_t task_id) {
   std::vector<double> curve;
   double best = 0;
   absl::Status s = client.ExportRecords({task_id}, [&](const tlm::v1::Record& r) {
-    if (r.result().error_kind() == tlm::v1::ERROR_KIND_NONE &&
-        (best == 0 || r.result().median_seconds() < best)) {
-      best = r.result().median_seconds();
-    }
+    best = ImproveBest(best, r.result());
     curve.push_back(best);
   });
   if (!s.ok()) return s;

@@ -1,6 +1,7 @@
 #include "client/format.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "client/workload_spec.h"
 
@@ -106,3 +107,18 @@ TEST_CASE("tables align columns without trailing spaces") {
 
 }  // namespace
 }  // namespace tlm::client
+
+TEST_CASE("the best latency improves only with a faster success") {
+  tlm::v1::MeasureResult ok;
+  ok.set_error_kind(tlm::v1::ERROR_KIND_NONE);
+  ok.set_median_seconds(2e-3);
+  tlm::v1::MeasureResult failed;
+  failed.set_error_kind(tlm::v1::ERROR_KIND_RUN_TIMEOUT);
+  failed.set_median_seconds(1e-6);
+  CHECK(tlm::client::ImproveBest(0, ok) == 2e-3);
+  CHECK(tlm::client::ImproveBest(std::nan(""), ok) == 2e-3);
+  CHECK(tlm::client::ImproveBest(1e-3, ok) == 1e-3);
+  CHECK(tlm::client::ImproveBest(3e-3, ok) == 2e-3);
+  CHECK(tlm::client::ImproveBest(3e-3, failed) == 3e-3);
+  CHECK(tlm::client::ImproveBest(0, failed) == 0);
+}
