@@ -333,19 +333,17 @@ absl::StatusOr<Model> Model::Load(const std::string& path) {
 
 namespace {
 
-// Draws one allowed value from a row of logits.
-int64_t Choose(const float* logits, const std::vector<int64_t>& values,
-               const std::vector<int32_t>& tokens, const GenerateOptions& o,
-               std::mt19937_64& rng) {
+// Draws one allowed value from a row of logits; returns its index.
+size_t Choose(const float* logits, const std::vector<int64_t>& values,
+              const std::vector<int32_t>& tokens, const GenerateOptions& o,
+              std::mt19937_64& rng) {
   // Values without a token (never seen, beyond the number range) are drawn
   // only when no allowed value has one, then uniformly.
-  std::vector<std::pair<double, int64_t>> scored;
+  std::vector<std::pair<double, size_t>> scored;
   for (size_t i = 0; i < values.size(); ++i) {
-    if (tokens[i] >= 0) scored.emplace_back(logits[tokens[i]], values[i]);
+    if (tokens[i] >= 0) scored.emplace_back(logits[tokens[i]], i);
   }
-  if (scored.empty()) {
-    return values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
-  }
+  if (scored.empty()) return std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng);
   if (o.temperature <= 0) {
     return std::max_element(scored.begin(), scored.end(),
                             [](const auto& a, const auto& b) { return a.first < b.first; })
@@ -418,9 +416,9 @@ absl::StatusOr<std::vector<program::Program>> Model::Generate(
           for (size_t i = 0; i < values.size(); ++i) {
             tokens[i] = impl_->tokenizer.NumberId(values[i]).value_or(-1);
           }
-          const int64_t v = Choose(rows + r * logits.size(1), values, tokens, o, rng);
-          decisions[r].push_back(v);
-          next[r] = impl_->tokenizer.NumberId(v).value_or(Tokenizer::kUnk);
+          const size_t chosen = Choose(rows + r * logits.size(1), values, tokens, o, rng);
+          decisions[r].push_back(values[chosen]);
+          next[r] = tokens[chosen] >= 0 ? tokens[chosen] : Tokenizer::kUnk;
         }
         if (slot + 1 == slots) break;
         const torch::Tensor step =
