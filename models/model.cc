@@ -433,7 +433,7 @@ absl::StatusOr<std::vector<program::Program>> Model::Generate(
       for (std::vector<int64_t>& d : decisions) {
         program::Program p{sketch.workload(), sketch.target(), std::move(d)};
         if (o.exclude != nullptr) {
-          const std::string hash = program::HashText(program::Print(p));
+          const std::string hash = program::ProgramHash(p);
           if (o.exclude->contains(hash) || !seen.insert(hash).second) continue;
         }
         if (static_cast<int>(out.size()) < count) out.push_back(std::move(p));

@@ -473,6 +473,8 @@ std::string HashText(absl::string_view text) {
   return buf;
 }
 
+std::string ProgramHash(const Program& p) { return HashText(Print(p)); }
+
 tlm::v1::Program ProgramToProto(const Program& p) {
   tlm::v1::Program proto;
   proto.set_text(Print(p));

@@ -144,6 +144,8 @@ absl::StatusOr<Program> Parse(absl::string_view text);
 
 // Stable 64-bit FNV-1a hash of a program's canonical text, as 16 hex digits.
 std::string HashText(absl::string_view text);
+// HashText(Print(p)): the key programs are deduplicated by.
+std::string ProgramHash(const Program& p);
 
 tlm::v1::Program ProgramToProto(const Program& p);
 // Parses program.text; the hash, when present, must match the text.

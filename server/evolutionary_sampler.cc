@@ -170,7 +170,7 @@ std::vector<program::Program> EvolutionarySampler::Propose(
       const Scored& parent =
           elite[std::uniform_int_distribution<size_t>(0, elite.size() - 1)(rng_)];
       program::Program child = Mutate(sketch_, parent.program, rng_);
-      std::string hash = program::HashText(program::Print(child));
+      std::string hash = program::ProgramHash(child);
       if (exclude.contains(hash) || !offspring_hashes.insert(std::move(hash)).second) continue;
       const double predicted = model_.Predict(ProgramFeatures(sketch_, child.decisions));
       born.push_back({predicted, child});
@@ -189,7 +189,7 @@ std::vector<program::Program> EvolutionarySampler::Propose(
   absl::flat_hash_set<std::string> taken = exclude;
   for (const Scored& s : offspring) {
     if (static_cast<int>(out.size()) >= exploit) break;
-    taken.insert(program::HashText(program::Print(s.program)));
+    taken.insert(program::ProgramHash(s.program));
     out.push_back(s.program);
   }
   for (program::Program& p : random_.Propose(count - static_cast<int>(out.size()), taken)) {

@@ -28,7 +28,7 @@ std::vector<program::Program> RandomSampler::Propose(
   if (count <= 0) return out;
   absl::flat_hash_set<std::string> taken;
   auto take = [&](const program::Program& p) {
-    std::string hash = program::HashText(program::Print(p));
+    std::string hash = program::ProgramHash(p);
     if (exclude.contains(hash) || !taken.insert(std::move(hash)).second) return;
     out.push_back(p);
   };
@@ -61,7 +61,7 @@ std::vector<program::Program> RandomSampler::Propose(
 std::vector<program::Program> DefaultSampler::Propose(
     int count, const absl::flat_hash_set<std::string>& exclude) {
   absl::StatusOr<program::Program> p = program::DefaultProgram(sketch_.workload(), sketch_.target());
-  if (count <= 0 || !p.ok() || exclude.contains(program::HashText(program::Print(*p)))) return {};
+  if (count <= 0 || !p.ok() || exclude.contains(program::ProgramHash(*p))) return {};
   return {*std::move(p)};
 }
 

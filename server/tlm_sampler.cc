@@ -89,7 +89,7 @@ std::vector<program::Program> TlmSampler::Propose(
   // search, which enumerates a nearly exhausted space exactly.
   if (static_cast<int>(programs->size()) < count) {
     absl::flat_hash_set<std::string> taken = exclude;
-    for (const program::Program& p : *programs) taken.insert(program::HashText(program::Print(p)));
+    for (const program::Program& p : *programs) taken.insert(program::ProgramHash(p));
     for (program::Program& p : fallback_.Propose(count - programs->size(), taken)) {
       programs->push_back(std::move(p));
     }

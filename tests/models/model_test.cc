@@ -164,12 +164,12 @@ TEST_CASE("excluded and repeated programs are skipped; a small space runs out") 
   const std::vector<program::Program> first = *model.Generate(sketch, 20, o);
   REQUIRE(first.size() == 20);
   for (const program::Program& p : first) {
-    REQUIRE(exclude.insert(program::HashText(program::Print(p))).second);  // no repeats
+    REQUIRE(exclude.insert(program::ProgramHash(p)).second);  // no repeats
   }
   o.seed = 2;
   const std::vector<program::Program> second = *model.Generate(sketch, 20, o);
   for (const program::Program& p : second) {
-    REQUIRE_FALSE(exclude.contains(program::HashText(program::Print(p))));
+    REQUIRE_FALSE(exclude.contains(program::ProgramHash(p)));
   }
   // Ask for far more than the space holds: fewer come back, all distinct.
   o.max_attempts_per_program = 2;
@@ -177,8 +177,8 @@ TEST_CASE("excluded and repeated programs are skipped; a small space runs out") 
   REQUIRE(many.size() < 2000);
   absl::flat_hash_set<std::string> hashes;
   for (const program::Program& p : many) {
-    REQUIRE(hashes.insert(program::HashText(program::Print(p))).second);
-    REQUIRE_FALSE(exclude.contains(program::HashText(program::Print(p))));
+    REQUIRE(hashes.insert(program::ProgramHash(p)).second);
+    REQUIRE_FALSE(exclude.contains(program::ProgramHash(p)));
   }
 }
 

@@ -76,7 +76,7 @@ std::pair<double, double> Search(Sampler& sampler, const program::Sketch& sketch
   int late = 0;
   for (int r = 0; r < rounds; ++r) {
     for (const program::Program& p : sampler.Propose(16, seen)) {
-      seen.insert(program::HashText(program::Print(p)));
+      seen.insert(program::ProgramHash(p));
       const double s = seconds(p);
       sampler.Observe(p, s);
       best = std::min(best, s);
@@ -109,7 +109,7 @@ TEST_CASE("before it has observed enough, evolution samples at random, without r
   for (int round = 0; round < 6; ++round) {
     for (const program::Program& p : sampler.Propose(8, seen)) {
       REQUIRE(program::ValidateProgram(p).ok());
-      REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
+      REQUIRE(seen.insert(program::ProgramHash(p)).second);
       sampler.Observe(p, round == 2 ? std::nullopt : std::optional<double>(1e-3 * seen.size()));
     }
   }
@@ -128,7 +128,7 @@ TEST_CASE("the default sampler proposes the untuned schedule once") {
   std::vector<program::Program> first = sampler->Propose(8, {});
   REQUIRE(first.size() == 1);
   REQUIRE(program::Print(first[0]) == program::Print(*program::DefaultProgram(w, "cpu")));
-  REQUIRE(sampler->Propose(8, {program::HashText(program::Print(first[0]))}).empty());
+  REQUIRE(sampler->Propose(8, {program::ProgramHash(first[0])}).empty());
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ TEST_CASE("tlm is refused without a model and offered with one") {
     REQUIRE(batch.size() == 16);
     for (const program::Program& p : batch) {
       REQUIRE(program::ValidateProgram(p).ok());
-      REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
+      REQUIRE(seen.insert(program::ProgramHash(p)).second);
     }
   }
 }
@@ -94,7 +94,7 @@ TEST_CASE("the tlm sampler exhausts a small space exactly, with random search's 
   while (true) {
     const std::vector<program::Program> batch = sampler->Propose(50, seen);
     for (const program::Program& p : batch) {
-      REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
+      REQUIRE(seen.insert(program::ProgramHash(p)).second);
     }
     if (batch.size() < 50) break;
   }

@@ -96,7 +96,7 @@ TEST_CASE("random sampler proposes distinct unseen programs and exhausts small s
     std::vector<program::Program> batch = sampler.Propose(10, seen);
     for (const program::Program& p : batch) {
       REQUIRE(program::ValidateProgram(p).ok());
-      REQUIRE(seen.insert(program::HashText(program::Print(p))).second);
+      REQUIRE(seen.insert(program::ProgramHash(p)).second);
     }
     if (batch.size() < 10) break;
   }
