@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "program/loop_nest_builder.h"
 
 namespace tlm::program {
-namespace {
+namespace internal {
 
 Index Scaled(const Index& i, int64_t k) {
   Index r = i;
@@ -31,9 +33,9 @@ Index Sum(const Index& a, const Index& b) {
   return r;
 }
 
-Index VarIndex(int var, int64_t coef = 1) { return Index{{{var, coef}}, 0}; }
+Index VarIndex(int var, int64_t coef) { return Index{{{var, coef}}, 0}; }
 
-Stmt For(int var, int64_t extent, std::vector<Stmt> body, LoopKind kind = LoopKind::kSerial) {
+Stmt For(int var, int64_t extent, std::vector<Stmt> body, LoopKind kind) {
   Stmt s;
   s.kind = StmtKind::kFor;
   s.var = var;
@@ -52,6 +54,23 @@ Stmt Store(int buffer, Index index, LExpr value) {
   return s;
 }
 
+Stmt Let(int var, Index index, int64_t div, int64_t mod) {
+  Stmt s;
+  s.kind = StmtKind::kLet;
+  s.var = var;
+  s.index = std::move(index);
+  s.div = div;
+  s.mod = mod;
+  return s;
+}
+
+Stmt Alloc(int buffer) {
+  Stmt s;
+  s.kind = StmtKind::kAlloc;
+  s.buffer = buffer;
+  return s;
+}
+
 LExpr LoadOf(int buffer, Index index) {
   LExpr e;
   e.op = ExprOp::kLoad;
@@ -66,6 +85,85 @@ LExpr ConstOf(double c) {
   e.constant = c;
   return e;
 }
+
+Index ToIndex(const Affine& a, const std::vector<Index>& axes) {
+  Index r;
+  r.offset = a.offset;
+  for (const auto& [axis, coef] : a.terms) r = Sum(r, Scaled(axes[axis], coef));
+  return r;
+}
+
+Index FlatIndex(const ComputeDag& dag, int tensor, const std::vector<Affine>& index,
+                const std::vector<Index>& axes) {
+  const std::vector<int64_t>& shape = dag.tensors[tensor].shape;
+  Index flat;
+  int64_t stride = 1;
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    flat = Sum(flat, Scaled(ToIndex(index[d], axes), stride));
+    stride *= shape[d];
+  }
+  return flat;
+}
+
+LExpr ToLExpr(const ComputeDag& dag, const Expr& e, const std::vector<Index>& axes,
+              const LExpr* value, const LoadRewrite& rewrite, bool clamp) {
+  if (e.op == ExprOp::kValue) return *value;
+  if (e.op == ExprOp::kLoad && !clamp && rewrite) {
+    if (std::optional<LExpr> r = rewrite(e)) return *std::move(r);
+  }
+  LExpr r;
+  r.op = e.op;
+  r.constant = e.constant;
+  if (e.op == ExprOp::kLoad) {
+    r.buffer = e.tensor;
+    r.index = FlatIndex(dag, e.tensor, e.index, axes);
+    r.clamp = clamp;
+  }
+  for (const Guard& g : e.guards) r.guards.push_back({ToIndex(g.value, axes), g.lo, g.hi});
+  for (size_t i = 0; i < e.args.size(); ++i) {
+    const bool guarded = e.op == ExprOp::kSelect && i == 0;
+    r.args.push_back(ToLExpr(dag, e.args[i], axes, value, rewrite, clamp || guarded));
+  }
+  return r;
+}
+
+namespace {
+
+// Stores of a statement's subtree, a vectorized loop counting once.
+int64_t Weight(const Stmt& s) {
+  if (s.kind == StmtKind::kStore) return 1;
+  if (s.kind != StmtKind::kFor && s.kind != StmtKind::kIf) return 0;
+  int64_t body = 0;
+  for (const Stmt& c : s.body) body += Weight(c);
+  if (s.kind == StmtKind::kIf) return body;
+  return (s.loop == LoopKind::kVectorized ? 1 : s.extent) * body;
+}
+
+}  // namespace
+
+void MarkUnrolled(Stmt& s, int64_t unroll) {
+  if (s.kind != StmtKind::kFor && s.kind != StmtKind::kIf) return;
+  if (s.kind == StmtKind::kFor && s.loop == LoopKind::kSerial && Weight(s) <= unroll) {
+    s.loop = LoopKind::kUnrolled;
+  }
+  for (Stmt& c : s.body) MarkUnrolled(c, unroll);
+}
+
+int AddVar(LoopNest& nest, std::string name) {
+  nest.vars.push_back(std::move(name));
+  return static_cast<int>(nest.vars.size()) - 1;
+}
+
+int AddBuffer(LoopNest& nest, std::string name, int64_t elements, BufferScope scope) {
+  nest.buffers.push_back({std::move(name), elements, scope});
+  return static_cast<int>(nest.buffers.size()) - 1;
+}
+
+}  // namespace internal
+
+namespace {
+
+using namespace internal;  // NOLINT: the lowering's building blocks
 
 // Lowers one stage under its schedule (cpu patterns).
 class StageLowering {
@@ -92,7 +190,7 @@ class StageLowering {
     acc_group_ = stage_.reduce.empty() ? -1 : sched_.at + 1;
     std::vector<Stmt> body = Group(0);
     if (sched_.unroll > 0) {
-      for (Stmt& s : body) MarkUnrolled(s);
+      for (Stmt& s : body) MarkUnrolled(s, sched_.unroll);
     }
     return body;
   }
@@ -107,10 +205,7 @@ class StageLowering {
   const std::string& AxisName(int a) const {
     return a < n_spatial() ? stage_.spatial[a].name : stage_.reduce[a - n_spatial()].name;
   }
-  int NewVar(std::string name) {
-    nest_.vars.push_back(std::move(name));
-    return static_cast<int>(nest_.vars.size()) - 1;
-  }
+  int NewVar(std::string name) { return AddVar(nest_, std::move(name)); }
   int64_t Tile(int a) const {  // accumulator tile of spatial axis a
     int64_t t = 1;
     for (size_t l = sched_.at + 1; l < sched_.factors[a].size(); ++l) t *= sched_.factors[a][l];
@@ -131,38 +226,10 @@ class StageLowering {
   }
 
   Index Flat(int tensor, const std::vector<Affine>& index, const std::vector<Index>& axes) const {
-    const std::vector<int64_t>& shape = dag_.tensors[tensor].shape;
-    Index flat;
-    int64_t stride = 1;
-    for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-      flat = Sum(flat, Scaled(Convert(index[d], axes), stride));
-      stride *= shape[d];
-    }
-    return flat;
+    return FlatIndex(dag_, tensor, index, axes);
   }
-  static Index Convert(const Affine& a, const std::vector<Index>& axes) {
-    Index r;
-    r.offset = a.offset;
-    for (const auto& [axis, coef] : a.terms) r = Sum(r, Scaled(axes[axis], coef));
-    return r;
-  }
-  LExpr Convert(const Expr& e, const std::vector<Index>& axes, const LExpr* value,
-                bool clamp = false) const {
-    if (e.op == ExprOp::kValue) return *value;
-    LExpr r;
-    r.op = e.op;
-    r.constant = e.constant;
-    if (e.op == ExprOp::kLoad) {
-      r.buffer = e.tensor;
-      r.index = Flat(e.tensor, e.index, axes);
-      r.clamp = clamp;
-    }
-    for (const Guard& g : e.guards) r.guards.push_back({Convert(g.value, axes), g.lo, g.hi});
-    for (size_t i = 0; i < e.args.size(); ++i) {
-      const bool guarded = e.op == ExprOp::kSelect && i == 0;
-      r.args.push_back(Convert(e.args[i], axes, value, clamp || guarded));
-    }
-    return r;
+  LExpr Convert(const Expr& e, const std::vector<Index>& axes, const LExpr* value) const {
+    return ToLExpr(dag_, e, axes, value);
   }
 
   // Loops of one level group around `inner`; the level-0 S group fuses its
@@ -205,13 +272,7 @@ class StageLowering {
       int64_t div = extent;
       for (int a : fused) {
         div /= sched_.factors[a][0];
-        Stmt let;
-        let.kind = StmtKind::kLet;
-        let.var = var_[a][0];
-        let.src = f;
-        let.div = div;
-        let.mod = sched_.factors[a][0];
-        body.push_back(std::move(let));
+        body.push_back(Let(var_[a][0], VarIndex(f), div, sched_.factors[a][0]));
       }
       for (Stmt& s : inner) body.push_back(std::move(s));
       inner = {For(f, extent, std::move(body), LoopKind::kParallel)};
@@ -263,12 +324,8 @@ class StageLowering {
     }
     acc_buffer_ = -1;
     if (sched_.local) {
-      nest_.buffers.push_back({absl::StrCat(stage_.name, ".acc"), elements, true});
-      acc_buffer_ = static_cast<int>(nest_.buffers.size()) - 1;
-      Stmt alloc;
-      alloc.kind = StmtKind::kAlloc;
-      alloc.buffer = acc_buffer_;
-      region.push_back(std::move(alloc));
+      acc_buffer_ = AddBuffer(nest_, absl::StrCat(stage_.name, ".acc"), elements, BufferScope::kLocal);
+      region.push_back(Alloc(acc_buffer_));
     }
     // Tile loops shared by init and write-back: variables t_a over the tile.
     std::vector<int> tile_var(n_spatial(), -1);
@@ -313,20 +370,6 @@ class StageLowering {
       }
     }
     return region;
-  }
-
-  // Iterations of a statement's subtree, a vectorized loop counting once.
-  static int64_t Weight(const Stmt& s) {
-    if (s.kind == StmtKind::kStore) return 1;
-    if (s.kind != StmtKind::kFor) return 0;
-    int64_t body = 0;
-    for (const Stmt& c : s.body) body += Weight(c);
-    return (s.loop == LoopKind::kVectorized ? 1 : s.extent) * body;
-  }
-  void MarkUnrolled(Stmt& s) {
-    if (s.kind != StmtKind::kFor) return;
-    if (s.loop == LoopKind::kSerial && Weight(s) <= sched_.unroll) s.loop = LoopKind::kUnrolled;
-    for (Stmt& c : s.body) MarkUnrolled(c);
   }
 
   const ComputeDag& dag_;
@@ -394,24 +437,38 @@ void PrintStmt(const Stmt& s, const LoopNest& nest, int depth, std::string* out)
   const std::string pad(2 * depth, ' ');
   switch (s.kind) {
     case StmtKind::kFor: {
-      static const char* const kKinds[] = {"for", "parallel for", "vectorized for",
-                                           "unrolled for"};
+      static const char* const kKinds[] = {"for",          "parallel for", "vectorized for",
+                                           "unrolled for", "blockIdx for", "threadIdx for"};
       absl::StrAppend(out, pad, kKinds[static_cast<int>(s.loop)], " ", nest.vars[s.var], " in 0..",
                       s.extent, ":\n");
       for (const Stmt& c : s.body) PrintStmt(c, nest, depth + 1, out);
       return;
     }
     case StmtKind::kLet:
-      absl::StrAppend(out, pad, "let ", nest.vars[s.var], " = (", nest.vars[s.src], " / ", s.div,
-                      ") % ", s.mod, "\n");
+      absl::StrAppend(out, pad, "let ", nest.vars[s.var], " = (", IndexToString(s.index, nest),
+                      " / ", s.div, ") % ", s.mod, "\n");
       return;
     case StmtKind::kStore:
       absl::StrAppend(out, pad, nest.buffers[s.buffer].name, "[", IndexToString(s.index, nest),
                       "] = ", LExprToString(s.value, nest), "\n");
       return;
     case StmtKind::kAlloc:
-      absl::StrAppend(out, pad, "local float ", nest.buffers[s.buffer].name, "[",
-                      nest.buffers[s.buffer].elements, "]\n");
+      absl::StrAppend(out, pad,
+                      nest.buffers[s.buffer].scope == BufferScope::kShared ? "shared" : "local",
+                      " float ", nest.buffers[s.buffer].name, "[", nest.buffers[s.buffer].elements,
+                      "]\n");
+      return;
+    case StmtKind::kIf: {
+      std::vector<std::string> conds;
+      for (const LoopGuard& g : s.guards) {
+        conds.push_back(absl::StrCat(g.lo, " <= ", IndexToString(g.value, nest), " < ", g.hi));
+      }
+      absl::StrAppend(out, pad, "if ", absl::StrJoin(conds, " && "), ":\n");
+      for (const Stmt& c : s.body) PrintStmt(c, nest, depth + 1, out);
+      return;
+    }
+    case StmtKind::kSync:
+      absl::StrAppend(out, pad, "sync\n");
       return;
   }
 }
@@ -427,17 +484,21 @@ int64_t Index::CoefficientOf(int var) const {
 }
 
 absl::StatusOr<LoopNest> Lower(const Program& program) {
-  if (program.target != "cpu") {
-    return absl::UnimplementedError(
-        absl::StrCat("lowering for target ", program.target, " is not implemented"));
-  }
   if (absl::Status s = ValidateProgram(program); !s.ok()) return s;
   absl::StatusOr<Sketch> sketch = Sketch::Make(program.workload, program.target);
   if (!sketch.ok()) return sketch.status();
   const ComputeDag& dag = sketch->dag();
   const std::vector<StageSchedule> schedules = sketch->Schedules(program.decisions);
   LoopNest nest;
-  for (const TensorDecl& t : dag.tensors) nest.buffers.push_back({t.name, t.elements(), false});
+  nest.target = program.target;
+  nest.dtype = program.workload.dtype;
+  for (const TensorDecl& t : dag.tensors) AddBuffer(nest, t.name, t.elements(), BufferScope::kGlobal);
+  if (program.target == "cuda") {
+    for (size_t i = 0; i < dag.stages.size(); ++i) {
+      nest.body.push_back(LowerCudaStage(dag, dag.stages[i], schedules[i], nest));
+    }
+    return nest;
+  }
   const int64_t max_vector = TargetLimits{}.max_vector_length;
   for (size_t i = 0; i < dag.stages.size(); ++i) {
     StageLowering lowering(dag, dag.stages[i], schedules[i], max_vector, nest);

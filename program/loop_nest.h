@@ -2,10 +2,18 @@
 // a program's stages into it.
 //
 // A loop nest works on flat buffers: first one per tensor of the workload's
-// DAG (same ids, row-major), then local buffers (accumulator tiles) that an
-// Alloc statement brings to life for the rest of its block. All indices are
-// affine in the loop variables; Let statements decompose a fused parallel
-// loop into the variables of the loops it replaces.
+// DAG (same ids, row-major), then local buffers (accumulator tiles) and
+// shared buffers (a GPU block's cache of an input tile) that an Alloc
+// statement brings to life for the rest of its block. All indices are affine
+// in the loop variables; Let statements decompose a fused loop into the
+// variables of the loops it replaces.
+//
+// cpu nests: top-level loops, some parallel or vectorized.
+// cuda nests: every top-level statement is a kBlock loop (one kernel: its
+// variable is blockIdx.x, its extent the grid) holding Lets, shared Allocs
+// and exactly one kThread loop (threadIdx.x, extent the block size). Shared
+// buffers are written and read by different threads only across a kSync
+// (__syncthreads) reached by every thread of the block, never under a kIf.
 #ifndef TLMD_PROGRAM_LOOP_NEST_H_
 #define TLMD_PROGRAM_LOOP_NEST_H_
 
@@ -47,8 +55,8 @@ struct LExpr {
   std::vector<LExpr> args;
 };
 
-enum class LoopKind { kSerial, kParallel, kVectorized, kUnrolled };
-enum class StmtKind { kFor, kLet, kStore, kAlloc };
+enum class LoopKind { kSerial, kParallel, kVectorized, kUnrolled, kBlock, kThread };
+enum class StmtKind { kFor, kLet, kStore, kAlloc, kIf, kSync };
 
 struct Stmt {
   StmtKind kind = StmtKind::kStore;
@@ -56,30 +64,35 @@ struct Stmt {
   int var = -1;
   int64_t extent = 1;
   LoopKind loop = LoopKind::kSerial;
-  std::vector<Stmt> body;
-  // kLet: var = (src / div) % mod
-  int src = -1;
+  std::vector<Stmt> body;  // kFor, kIf
+  // kLet: var = (index / div) % mod
   int64_t div = 1;
   int64_t mod = 1;
   // kStore: buffer[index] = value;  kAlloc: buffer
   int buffer = -1;
   Index index;
   LExpr value;
+  // kIf: body runs when every guard holds.
+  std::vector<LoopGuard> guards;
 };
+
+enum class BufferScope { kGlobal, kLocal, kShared };
 
 struct LBuffer {
   std::string name;
   int64_t elements = 0;
-  bool local = false;
+  BufferScope scope = BufferScope::kGlobal;  // local and shared buffers are fp32
 };
 
 struct LoopNest {
+  std::string target = "cpu";
+  DType dtype = DType::kFloat32;  // element type of the global buffers
   std::vector<LBuffer> buffers;
   std::vector<std::string> vars;
   std::vector<Stmt> body;
 };
 
-// Lowers a valid cpu program. UNIMPLEMENTED for other targets.
+// Lowers a valid program for its target (cpu or cuda).
 absl::StatusOr<LoopNest> Lower(const Program& program);
 
 // Readable pseudo-code, one statement per line.

@@ -72,6 +72,10 @@ absl::StatusOr<Sketch> Sketch::Make(const Workload& workload, absl::string_view 
     return Invalid(absl::StrCat("target: unknown kind \"", target, "\" (known: ",
                                 absl::StrJoin(TargetKinds(), ", "), ")"));
   }
+  if (target == "cpu" && workload.dtype != DType::kFloat32) {
+    return Invalid(absl::StrCat("workload.dtype: ", DTypeName(workload.dtype),
+                                " is not supported on target cpu (float32 only; cuda takes float16)"));
+  }
   absl::StatusOr<ComputeDag> dag = BuildDag(workload);
   if (!dag.ok()) return dag.status();
   Sketch s;

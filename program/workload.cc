@@ -207,10 +207,6 @@ absl::Status ValidateWorkload(const Workload& w) {
     bias_count += e == Epilogue::kBias;
   }
   if (bias_count > 1) return Invalid("workload.epilogue", "bias may appear at most once");
-  if (w.dtype != DType::kFloat32) {
-    return Invalid("workload.dtype",
-                   absl::StrCat(DTypeName(w.dtype), " is not supported yet (float32 only)"));
-  }
   return absl::OkStatus();
 }
 

@@ -7,14 +7,18 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 #include "program/loop_nest.h"
 #include "worker/backend.h"
 #include "worker/harness.h"
 
 namespace tlm::worker {
 
-// Runs `nest` on buffers[t] = global buffer t.
-void RunLoopNest(const program::LoopNest& nest, float* const* buffers);
+// Runs `nest` (cpu or cuda) on buffers[t] = global buffer t, the threads of
+// a cuda block in lockstep. INTERNAL naming the first out-of-bounds access,
+// shared-memory data race or divergent barrier; the run stops there.
+absl::Status RunLoopNest(const program::LoopNest& nest, float* const* buffers);
 
 class CpuRefBackend final : public Backend {
  public:

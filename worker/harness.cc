@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -45,6 +46,21 @@ tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::str
   return r;
 }
 
+absl::StatusOr<program::Program> ParseProgramFor(const tlm::v1::Program& proto,
+                                                 absl::string_view target,
+                                                 tlm::v1::MeasureResult* failure) {
+  absl::StatusOr<program::Program> parsed = program::ProgramFromProto(proto);
+  if (parsed.ok() && parsed->target != target) {
+    parsed = absl::InvalidArgumentError(absl::StrCat("the program targets ", parsed->target,
+                                                     "; this backend measures ", target));
+  }
+  if (!parsed.ok()) {
+    *failure = FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
+                                 std::string(parsed.status().message()));
+  }
+  return parsed;
+}
+
 std::string CpuModelName() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -67,6 +83,38 @@ tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
   caps.set_device_name(device_name);
   caps.set_num_threads(num_threads);
   return caps;
+}
+
+absl::Status CheckOutput(absl::Span<const float> output, const program::ReferenceOutput& reference,
+                         double relative_slack, double* max_abs_error) {
+  for (size_t n = 0; n < output.size(); ++n) {
+    if (!std::isfinite(output[n])) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("output[%d] = %f: not written or not finite", n, output[n]));
+    }
+  }
+  double max_error = 0;
+  int64_t worst = -1;
+  double worst_tolerance = 0;
+  for (size_t i = 0; i < reference.index.size(); ++i) {
+    const double expected = reference.expected[i];
+    const double error = std::fabs(output[reference.index[i]] - expected);
+    max_error = std::max(max_error, error);
+    const double tolerance = reference.tolerance[i] + relative_slack * (std::fabs(expected) + 1);
+    if (!(error <= tolerance) && worst < 0) {
+      worst = static_cast<int64_t>(i);
+      worst_tolerance = tolerance;
+    }
+  }
+  *max_abs_error = max_error;
+  if (worst >= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "output[%d] = %.6g, expected %.6g (tolerance %.3g); max abs error %.3g over %d checked "
+        "elements",
+        reference.index[worst], output[reference.index[worst]], reference.expected[worst],
+        worst_tolerance, max_error, reference.index.size()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<WorkloadData*> Harness::DataFor(const program::Workload& workload) {
@@ -117,27 +165,10 @@ tlm::v1::MeasureResult Harness::Measure(const program::Program& program, const K
     // Elements the kernel never writes stay NaN and fail the check.
     std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
     call();
-    for (size_t n = 0; n < out.size(); ++n) {
-      if (!std::isfinite(out[n])) {
-        return wrong(absl::StrFormat("output[%d] = %f: not written or not finite", n, out[n]));
-      }
-    }
-    const program::ReferenceOutput& ref = data.reference;
     double max_error = 0;
-    int64_t worst = -1;
-    for (size_t i = 0; i < ref.index.size(); ++i) {
-      const double error = std::fabs(out[ref.index[i]] - ref.expected[i]);
-      max_error = std::max(max_error, error);
-      if (!(error <= ref.tolerance[i]) && worst < 0) worst = static_cast<int64_t>(i);
-    }
+    const absl::Status checked = CheckOutput(out, data.reference, 0, &max_error);
     result.set_max_abs_error(max_error);
-    if (worst >= 0) {
-      return wrong(absl::StrFormat(
-          "output[%d] = %.6g, expected %.6g (tolerance %.3g); max abs error %.3g over %d checked "
-          "elements",
-          ref.index[worst], out[ref.index[worst]], ref.expected[worst], ref.tolerance[worst],
-          max_error, ref.index.size()));
-    }
+    if (!checked.ok()) return wrong(std::string(checked.message()));
   }
 
   absl::StatusOr<Timing> timing = TimeCalls(

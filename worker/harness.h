@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "program/compute.h"
 #include "program/program.h"
 #include "program/reference.h"
@@ -33,6 +35,12 @@ struct WorkloadData {
 
 absl::StatusOr<WorkloadData> MakeWorkloadData(const program::Workload& workload);
 
+// The program a backend of `target` was sent, or the ERROR_KIND_INSTANTIATION
+// result (stage "parse") saying why it cannot be measured there.
+absl::StatusOr<program::Program> ParseProgramFor(const tlm::v1::Program& proto,
+                                                 absl::string_view target,
+                                                 tlm::v1::MeasureResult* failure);
+
 // A result for a program that failed before it could be measured.
 tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,
                                          const std::string& message);
@@ -44,14 +52,23 @@ std::string CpuModelName();
 tlm::v1::WorkerCapabilities CpuCapabilities(const std::string& backend,
                                             const std::string& device_name, int num_threads);
 
+// Checks a kernel's output against the reference: every element of
+// `output` must be finite (an output that starts as NaN fails where the
+// kernel did not write) and each reference element within its tolerance,
+// widened by `relative_slack` * (|expected| + 1) for devices that store in
+// a narrower type than the reference assumes (0 for fp32). OK, or
+// INVALID_ARGUMENT naming the first bad element. `max_abs_error` receives
+// the largest absolute error over the reference's elements whenever every
+// element is finite, also when the check fails.
+absl::Status CheckOutput(absl::Span<const float> output, const program::ReferenceOutput& reference,
+                         double relative_slack, double* max_abs_error);
+
 class Harness {
  public:
-  // Checks `kernel` against the reference (unless options.skip_check):
-  // every output element must be finite (the output starts as NaN, so an
-  // unwritten element fails) and the reference's elements within
-  // tolerance; then times it. `build_seconds` is what the backend spent
-  // building; preparing inputs for a new workload is added to it. Not
-  // thread-safe.
+  // Checks `kernel` against the reference with CheckOutput (unless
+  // options.skip_check; the output starts as NaN), then times it.
+  // `build_seconds` is what the backend spent building; preparing inputs
+  // for a new workload is added to it. Not thread-safe.
   tlm::v1::MeasureResult Measure(const program::Program& program, const Kernel& kernel,
                                  const tlm::v1::MeasureOptions& options, double build_seconds,
                                  std::string source);

@@ -201,7 +201,16 @@ tlm::v1::MeasureResult IsolatedBackend::Measure(const tlm::v1::Program& program,
       absl::Seconds(options.build_timeout_s() + options.run_timeout_s()) + grace_;
   tlm::v1::MeasureResult result;
   const ReadOutcome outcome = ReadFrame(runner_->fd(), result, absl::Now() + budget);
-  if (outcome == ReadOutcome::kOk) return result;
+  if (outcome == ReadOutcome::kOk) {
+    if (result.error_kind() == tlm::v1::ERROR_KIND_RUNTIME_DEVICE) {
+      // The device state of the child may be unusable (a poisoned CUDA
+      // context): the next call starts from a fresh child.
+      spdlog::warn("runner {} reported a device error; replacing it ({})", runner_->pid(),
+                   runner_->KillAndDescribe());
+      runner_.reset();
+    }
+    return result;
+  }
 
   const pid_t pid = runner_->pid();
   const std::string how = runner_->KillAndDescribe();

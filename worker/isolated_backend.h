@@ -6,8 +6,10 @@
 // lives across calls, keeping its inputs and device state. When the child dies
 // during a call the result is ERROR_KIND_RUNTIME_DEVICE naming the signal or
 // exit code; when a call outlives build_timeout_s + run_timeout_s (+ grace)
-// the child is killed and the result is ERROR_KIND_RUN_TIMEOUT. Either way the
-// next call starts a fresh child.
+// the child is killed and the result is ERROR_KIND_RUN_TIMEOUT. When the
+// child answers with ERROR_KIND_RUNTIME_DEVICE (e.g. a CUDA error that
+// poisons its context) the result is passed on and the child is killed. In
+// every case the next call starts a fresh child.
 #ifndef TLMD_WORKER_ISOLATED_BACKEND_H_
 #define TLMD_WORKER_ISOLATED_BACKEND_H_
 

@@ -68,7 +68,7 @@ class Emitter {
         f32_(b_.getFloatTy()),
         i64_(b_.getInt64Ty()),
         ptr_(llvm::PointerType::getUnqual(ctx_)) {
-    for (const program::LBuffer& buf : nest.buffers) n_global_ += buf.local ? 0 : 1;
+    for (const program::LBuffer& buf : nest.buffers) n_global_ += buf.scope == program::BufferScope::kGlobal ? 1 : 0;
     llvm::FastMathFlags fmf;
     fmf.setAllowContract(true);  // a*b+c may become one FMA
     b_.setFastMathFlags(fmf);
@@ -147,9 +147,12 @@ class Emitter {
   void EmitStmt(const Stmt& s) {
     switch (s.kind) {
       case StmtKind::kLet:
-        vars_[s.var] = b_.CreateURem(b_.CreateUDiv(vars_[s.src], b_.getInt64(s.div)),
+        vars_[s.var] = b_.CreateURem(b_.CreateUDiv(Offset(s.index), b_.getInt64(s.div)),
                                      b_.getInt64(s.mod), nest_.vars[s.var]);
         return;
+      case StmtKind::kIf:
+      case StmtKind::kSync:
+        return;  // GPU statements: CompileLoopNest refuses nests that are not cpu
       case StmtKind::kAlloc: {
         llvm::IRBuilder<> entry(&fn_.f->getEntryBlock(), fn_.f->getEntryBlock().begin());
         llvm::AllocaInst* a = entry.CreateAlloca(
@@ -177,6 +180,8 @@ class Emitter {
         if (CanVectorize(s)) return EmitVectorized(s);
         break;
       case LoopKind::kSerial:
+      case LoopKind::kBlock:
+      case LoopKind::kThread:
         break;
     }
     EmitLoop(s.var, b_.getInt64(0), b_.getInt64(s.extent), s.body);
@@ -412,6 +417,10 @@ std::string HostTargetDescription() {
 }
 
 absl::StatusOr<std::unique_ptr<CompiledKernel>> CompileLoopNest(const LoopNest& nest) {
+  if (nest.target != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the LLVM CPU code generator takes cpu loop nests, not ", nest.target));
+  }
   InitializeLlvm();
   llvm::Expected<llvm::orc::JITTargetMachineBuilder> jtmb =
       llvm::orc::JITTargetMachineBuilder::detectHost();

@@ -24,8 +24,8 @@ class CompiledKernel {
   virtual KernelFn fn() const = 0;
 };
 
-// Compiles a loop nest for the host CPU. INTERNAL with LLVM's message on
-// failure. Thread-safe.
+// Compiles a cpu loop nest for the host CPU. INVALID_ARGUMENT for a nest of
+// another target; INTERNAL with LLVM's message on failure. Thread-safe.
 absl::StatusOr<std::unique_ptr<CompiledKernel>> CompileLoopNest(const program::LoopNest& nest);
 
 // "znver3 (+avx2,+fma,...)": the CPU LLVM compiles for.

@@ -26,11 +26,9 @@ tlm::v1::WorkerCapabilities LlvmCpuBackend::Capabilities() const {
 tlm::v1::MeasureResult LlvmCpuBackend::Measure(const tlm::v1::Program& program,
                                                const tlm::v1::MeasureOptions& options) {
   const auto build_start = std::chrono::steady_clock::now();
-  absl::StatusOr<program::Program> parsed = program::ProgramFromProto(program);
-  if (!parsed.ok()) {
-    return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "parse",
-                             std::string(parsed.status().message()));
-  }
+  tlm::v1::MeasureResult failure;
+  absl::StatusOr<program::Program> parsed = ParseProgramFor(program, "cpu", &failure);
+  if (!parsed.ok()) return failure;
   absl::StatusOr<program::LoopNest> nest = program::Lower(*parsed);
   if (!nest.ok()) {
     return FailedMeasurement(tlm::v1::ERROR_KIND_INSTANTIATION, "build",

@@ -18,12 +18,17 @@
 #include "worker/agent.h"
 #include "worker/backend.h"
 #include "worker/cpu_ref_backend.h"
+#ifdef TLMD_HAVE_CUDA
+#include "worker/cuda_backend.h"
+#endif
 #include "worker/isolated_backend.h"
 #include "worker/llvm_cpu_backend.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu",
-          "measurement backend: cpu (LLVM JIT) or cpu-ref (loop-nest interpreter)");
+          "measurement backend: cpu (LLVM JIT), cpu-ref (loop-nest interpreter) or cuda (NVRTC "
+          "and the CUDA driver; needs an NVIDIA GPU)");
+ABSL_FLAG(int32_t, cuda_device, 0, "GPU ordinal measured by --backend=cuda");
 ABSL_FLAG(int32_t, threads, 0,
           "threads for the parallel loops of cpu kernels (0: one per hardware thread)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA of tlmd's certificate: connect over TLS");
@@ -64,6 +69,19 @@ int main(int argc, char** argv) {
     options.num_threads = absl::GetFlag(FLAGS_threads);
     return std::make_unique<tlm::worker::LlvmCpuBackend>(options);
   });
+  registry.Register("cuda", []() -> absl::StatusOr<std::unique_ptr<tlm::worker::Backend>> {
+#ifdef TLMD_HAVE_CUDA
+    tlm::worker::CudaBackend::Options options;
+    options.device = absl::GetFlag(FLAGS_cuda_device);
+    absl::StatusOr<std::unique_ptr<tlm::worker::CudaBackend>> cuda =
+        tlm::worker::CudaBackend::Create(options);
+    if (!cuda.ok()) return cuda.status();
+    return std::unique_ptr<tlm::worker::Backend>(std::move(*cuda));
+#else
+    return absl::FailedPreconditionError(
+        "this tlm-worker was built without CUDA (no CUDA toolkit was found at build time)");
+#endif
+  });
 
   std::string errors;
   if (absl::GetFlag(FLAGS_max_in_flight) < 1) errors += "  --max_in_flight must be at least 1\n";
@@ -103,6 +121,7 @@ int main(int argc, char** argv) {
         std::vector<std::string>{"/proc/self/exe", "--runner",
                                  "--backend=" + absl::GetFlag(FLAGS_backend),
                                  absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
+                                 absl::StrCat("--cuda_device=", absl::GetFlag(FLAGS_cuda_device)),
                                  "--log_level=" + absl::GetFlag(FLAGS_log_level)});
   }
 

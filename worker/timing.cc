@@ -71,27 +71,25 @@ double Median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
-absl::StatusOr<Timing> TimeCalls(const std::function<void()>& call,
-                                 const tlm::v1::MeasureOptions& raw_options,
-                                 const std::function<void()>& flush, absl::Time deadline) {
+absl::StatusOr<Timing> TimeRepeats(
+    const std::function<absl::StatusOr<double>(int64_t number)>& run_repeat,
+    const tlm::v1::MeasureOptions& raw_options, const std::function<absl::Status()>& flush,
+    absl::Time deadline) {
   const tlm::v1::MeasureOptions options = WithDefaults(raw_options);
   const double min_repeat_s = options.min_repeat_ms() / 1e3;
-  auto run_repeat = [&](int64_t number) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int64_t n = 0; n < number; ++n) call();
-    return SecondsSince(start);
-  };
 
-  run_repeat(1);  // warm-up
+  absl::StatusOr<double> warm_up = run_repeat(1);
+  if (!warm_up.ok()) return warm_up.status();
   if (absl::Now() > deadline) return Overdue(options);
 
   int64_t number = options.number();
   for (int round = 0; round < kMaxCalibrationRounds; ++round) {
-    const double elapsed = run_repeat(number);
+    absl::StatusOr<double> elapsed = run_repeat(number);
+    if (!elapsed.ok()) return elapsed.status();
     if (absl::Now() > deadline) return Overdue(options);
-    if (elapsed >= min_repeat_s || number >= kMaxNumber) break;
+    if (*elapsed >= min_repeat_s || number >= kMaxNumber) break;
     // Aim 20% past the minimum; at least double when the estimate is noisy.
-    const double scale = elapsed > 0 ? 1.2 * min_repeat_s / elapsed : 10.0;
+    const double scale = *elapsed > 0 ? 1.2 * min_repeat_s / *elapsed : 10.0;
     number =
         std::min<int64_t>(kMaxNumber, std::max<int64_t>(2 * number, std::ceil(number * scale)));
   }
@@ -99,12 +97,34 @@ absl::StatusOr<Timing> TimeCalls(const std::function<void()>& call,
   Timing timing;
   timing.number = static_cast<int>(number);
   for (int r = 0; r < options.repeat(); ++r) {
-    if (!options.skip_cache_flush()) flush();
-    timing.repeat_seconds.push_back(run_repeat(number) / static_cast<double>(number));
+    if (!options.skip_cache_flush()) {
+      const absl::Status flushed = flush();
+      if (!flushed.ok()) return flushed;
+    }
+    absl::StatusOr<double> elapsed = run_repeat(number);
+    if (!elapsed.ok()) return elapsed.status();
+    timing.repeat_seconds.push_back(*elapsed / static_cast<double>(number));
     if (absl::Now() > deadline) return Overdue(options);
   }
   timing.median_seconds = Median(timing.repeat_seconds);
   return timing;
+}
+
+absl::StatusOr<Timing> TimeCalls(const std::function<void()>& call,
+                                 const tlm::v1::MeasureOptions& options,
+                                 const std::function<void()>& flush, absl::Time deadline) {
+  return TimeRepeats(
+      [&call](int64_t number) -> absl::StatusOr<double> {
+        const auto start = std::chrono::steady_clock::now();
+        for (int64_t n = 0; n < number; ++n) call();
+        return SecondsSince(start);
+      },
+      options,
+      [&flush] {
+        flush();
+        return absl::OkStatus();
+      },
+      deadline);
 }
 
 }  // namespace tlm::worker

@@ -1,4 +1,5 @@
-// The CPU timing harness shared by CPU backends.
+// The timing harness shared by the backends: TimeCalls for CPU kernels on
+// the host clock, TimeRepeats for devices with their own clock.
 //
 // Method: one warm-up call; `number` (calls per repeat) raised until one
 // repeat lasts at least min_repeat_ms; then `repeat` timed repeats of
@@ -8,6 +9,7 @@
 #define TLMD_WORKER_TIMING_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -41,6 +43,17 @@ struct Timing {
 
 // Median of a non-empty list (mean of the middle two for an even count).
 double Median(std::vector<double> values);
+
+// The timing method above with the clock left to the caller:
+// `run_repeat(number)` makes `number` back-to-back calls and returns the
+// seconds they took (a GPU backend measures with device events);
+// `flush` runs before each timed repeat unless options.skip_cache_flush.
+// An error from either is returned as is; DEADLINE_EXCEEDED when `deadline`
+// passes between repeats.
+absl::StatusOr<Timing> TimeRepeats(
+    const std::function<absl::StatusOr<double>(int64_t number)>& run_repeat,
+    const tlm::v1::MeasureOptions& options, const std::function<absl::Status()>& flush,
+    absl::Time deadline);
 
 // Times `call` as described above. `flush` runs before each repeat unless
 // options.skip_cache_flush. DEADLINE_EXCEEDED when `deadline` passes between

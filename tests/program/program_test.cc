@@ -56,10 +56,14 @@ TEST_CASE("bad workloads are rejected naming the field") {
   proto = WorkloadToProto(Dense(4, 4, 4));
   proto.add_epilogue("swish");
   CHECK(absl::StrContains(ErrorOf(WorkloadFromProto(proto).status()), "unknown epilogue \"swish\""));
+  // float16 is a valid workload, measured on cuda only.
   proto = WorkloadToProto(Dense(4, 4, 4));
   proto.set_dtype(tlm::v1::DTYPE_FLOAT16);
-  CHECK(ErrorOf(WorkloadFromProto(proto).status()) ==
-        "workload.dtype: float16 is not supported yet (float32 only)");
+  const Workload half = *WorkloadFromProto(proto);
+  CHECK(half.dtype == DType::kFloat16);
+  CHECK(Sketch::Make(half, "cuda").ok());
+  CHECK(ErrorOf(Sketch::Make(half, "cpu").status()) ==
+        "workload.dtype: float16 is not supported on target cpu (float32 only; cuda takes float16)");
   // Impossible shapes.
   CHECK(absl::StrContains(
       ErrorOf(MakeWorkload("conv2d_nchw", {{"N", 1}, {"C", 3}, {"H", 4}, {"W", 4}, {"F", 8},
@@ -217,7 +221,14 @@ TEST_CASE("every operator lowers to a loop nest") {
   CHECK(absl::StrContains(nest, "vectorized for j.3 in 0..16:"));
   CHECK(absl::StrContains(nest, "unrolled for"));
   CHECK(absl::StrContains(nest, "bias["));
-  CHECK(Lower(*DefaultProgram(d, "cuda")).status().code() == absl::StatusCode::kUnimplemented);
+  // The untuned cuda schedule: a block of one thread per output element.
+  const LoopNest cuda = *Lower(*DefaultProgram(d, "cuda"));
+  CHECK(cuda.target == "cuda");
+  const std::string cuda_text = PrintLoopNest(cuda);
+  INFO(cuda_text);
+  CHECK(absl::StrContains(cuda_text, "blockIdx for dense.block in 0..4096:"));
+  CHECK(absl::StrContains(cuda_text, "threadIdx for dense.thread in 0..1:"));
+  CHECK(absl::StrContains(cuda_text, "sync"));
 }
 
 }  // namespace

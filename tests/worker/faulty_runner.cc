@@ -1,8 +1,9 @@
 // A runner whose kernels misbehave on request, for the isolation tests.
 //
 // Without arguments: program text "crash" stores out of bounds, "hang" never
-// returns, "exit" leaves with code 3; anything else succeeds and reports in
-// `number` how many programs this process has measured.
+// returns, "exit" leaves with code 3, "device-error" answers with an
+// ERROR_KIND_RUNTIME_DEVICE result and stays alive; anything else succeeds
+// and reports in `number` how many programs this process has measured.
 //
 // With --llvm: the real LLVM cpu backend, whose loop nests are broken
 // before compilation for dense workloads with M = 13 (every store moved 2^40
@@ -34,6 +35,13 @@ class FaultyBackend : public tlm::worker::Backend {
     }
     if (text == "exit") _exit(3);
     tlm::v1::MeasureResult r;
+    if (text == "device-error") {
+      r.set_error_kind(tlm::v1::ERROR_KIND_RUNTIME_DEVICE);
+      r.set_error_stage("run");
+      r.set_error_message("cuda: cuEventSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS");
+      r.set_number(++measured_);
+      return r;
+    }
     r.set_error_kind(tlm::v1::ERROR_KIND_NONE);
     r.set_median_seconds(1e-3);
     r.set_number(++measured_);

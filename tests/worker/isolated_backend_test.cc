@@ -59,6 +59,30 @@ TEST_CASE("crashes, hangs and exits become typed results and the runner is repla
   CHECK(backend.name() == "cpu-ref");  // identity comes from the local backend
 }
 
+TEST_CASE("a device error reported by the runner is passed on and the runner is replaced") {
+  IsolatedBackend backend(std::make_unique<CpuRefBackend>(),
+                          {Runfile("tests/worker/faulty_runner")}, absl::Milliseconds(200));
+  tlm::v1::MeasureOptions fast;
+  fast.set_build_timeout_s(0.2);
+  fast.set_run_timeout_s(0.3);
+
+  CHECK(backend.Measure(Text("ok"), fast).number() == 1);
+  CHECK(backend.Measure(Text("ok"), fast).number() == 2);
+  tlm::v1::MeasureResult r = backend.Measure(Text("device-error"), fast);
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_RUNTIME_DEVICE);
+  CHECK(r.error_stage() == "run");
+  CHECK(r.number() == 3);  // the runner's own result, passed on unchanged
+  CHECK_THAT(r.error_message(), Catch::Contains("CUDA_ERROR_ILLEGAL_ADDRESS"));
+  CHECK(backend.spawned() == 1);
+
+  r = backend.Measure(Text("ok"), fast);
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(r.number() == 1);  // a fresh child
+  CHECK(backend.spawned() == 2);
+  CHECK(backend.Measure(Text("ok"), fast).number() == 2);
+  CHECK(backend.spawned() == 2);
+}
+
 tlm::v1::Program UntiledDense(int64_t m) {
   return program::ProgramToProto(*program::DefaultProgram(
       *program::MakeWorkload("dense", {{"M", m}, {"N", 16}, {"K", 16}})));

@@ -82,7 +82,8 @@ TEST_CASE("the cpu backend measures a compiled program and names the target") {
   r = backend.Measure(program::ProgramToProto(*program::DefaultProgram(p.workload, "cuda")),
                       options);
   CHECK(r.error_kind() == tlm::v1::ERROR_KIND_INSTANTIATION);
-  CHECK_THAT(r.error_message(), Catch::Contains("lowering for target cuda is not implemented"));
+  CHECK(r.error_stage() == "parse");
+  CHECK_THAT(r.error_message(), Catch::Equals("the program targets cuda; this backend measures cpu"));
 }
 
 }  // namespace

@@ -75,6 +75,47 @@ TEST_CASE("a passed deadline gives DEADLINE_EXCEEDED") {
   CHECK(absl::IsDeadlineExceeded(t.status()));
 }
 
+TEST_CASE("TimeRepeats takes its clock from the caller and passes errors on") {
+  tlm::v1::MeasureOptions o;
+  o.set_repeat(3);
+  o.set_min_repeat_ms(10);
+  // A device clock: every call "takes" 1 ms, whatever the host time.
+  std::vector<int64_t> numbers;
+  int flushes = 0;
+  absl::StatusOr<Timing> t = TimeRepeats(
+      [&](int64_t number) -> absl::StatusOr<double> {
+        numbers.push_back(number);
+        return number * 1e-3;
+      },
+      o,
+      [&] {
+        ++flushes;
+        return absl::OkStatus();
+      },
+      absl::Now() + absl::Seconds(60));
+  REQUIRE(t.ok());
+  CHECK(t->number >= 10);
+  CHECK(flushes == 3);
+  REQUIRE(t->repeat_seconds.size() == 3);
+  for (double s : t->repeat_seconds) CHECK(s == Approx(1e-3));
+  CHECK(numbers.front() == 1);  // the warm-up
+  CHECK(numbers.back() == t->number);
+
+  int calls = 0;
+  t = TimeRepeats(
+      [&](int64_t number) -> absl::StatusOr<double> {
+        if (++calls == 3) return absl::InternalError("launch failed");
+        return number * 1e-2;
+      },
+      o, [] { return absl::OkStatus(); }, absl::Now() + absl::Seconds(60));
+  CHECK(t.status() == absl::InternalError("launch failed"));
+
+  t = TimeRepeats([](int64_t number) -> absl::StatusOr<double> { return number * 1e-2; }, o,
+                  [] { return absl::AbortedError("flush failed"); },
+                  absl::Now() + absl::Seconds(60));
+  CHECK(t.status() == absl::AbortedError("flush failed"));
+}
+
 TEST_CASE("the cache flusher covers at least two megabytes and runs") {
   CacheFlusher flusher;
   CHECK(flusher.bytes() >= (size_t{2} << 20));

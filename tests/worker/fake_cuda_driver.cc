@@ -1,0 +1,264 @@
+// A stand-in for libcuda.so.1 that runs on the host, so the cuda backend's
+// driver path (context, buffers, module, launches, events, errors) is tested
+// on machines without a GPU. Loaded with CudaDriver::Load.
+//
+// One device, "tlmd fake GPU", compute capability 9.0, 1 MiB of L2.
+// Device memory is host memory. Modules must be ELF images (cubins) and
+// are otherwise ignored; kernels are emulated by name:
+//   tlm_add                        out[i] = a[i] + b[i] over grid * block
+//                                  elements (arguments a, b, out; fp32)
+//   tlm_out_of_bounds_for_testing  fails the context like an illegal
+//                                  address: the launch succeeds, later calls
+//                                  return CUDA_ERROR_ILLEGAL_ADDRESS until
+//                                  the primary context is released
+//   anything else                  does nothing
+// Events count launches: the time between two events is 20 us per launch
+// recorded between them.
+#include <cuda.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+constexpr float kMillisecondsPerLaunch = 0.02f;
+
+CUresult sticky_error = CUDA_SUCCESS;
+int context_references = 0;
+uint64_t launches = 0;
+int context_storage = 0;
+int module_storage = 0;
+
+struct FakeEvent {
+  uint64_t launches = 0;
+};
+
+}  // namespace
+
+extern "C" {
+
+CUresult CUDAAPI cuInit(unsigned int) { return CUDA_SUCCESS; }
+
+CUresult CUDAAPI cuDriverGetVersion(int* version) {
+  *version = 13000;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuGetErrorName(CUresult error, const char** name) {
+  switch (error) {
+    case CUDA_SUCCESS:
+      *name = "CUDA_SUCCESS";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+      *name = "CUDA_ERROR_ILLEGAL_ADDRESS";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE:
+      *name = "CUDA_ERROR_INVALID_VALUE";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_IMAGE:
+      *name = "CUDA_ERROR_INVALID_IMAGE";
+      return CUDA_SUCCESS;
+    default:
+      *name = nullptr;
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+CUresult CUDAAPI cuGetErrorString(CUresult error, const char** text) {
+  *text = error == CUDA_ERROR_ILLEGAL_ADDRESS ? "an illegal memory access was encountered"
+                                              : "fake driver error";
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetCount(int* count) {
+  *count = 1;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGet(CUdevice* device, int ordinal) {
+  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *device = 0;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetName(char* name, int length, CUdevice) {
+  std::strncpy(name, "tlmd fake GPU", static_cast<size_t>(length));
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, CUdevice) {
+  switch (attribute) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+      *value = 9;
+      break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+      *value = 0;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+      *value = 4;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
+      *value = 1024;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X:
+      *value = 0x7fffffff;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK:
+      *value = 48 * 1024;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
+      *value = 227 * 1024;
+      break;
+    case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE:
+      *value = 1 << 20;
+      break;
+    case CU_DEVICE_ATTRIBUTE_WARP_SIZE:
+      *value = 32;
+      break;
+    default:
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceTotalMem(size_t* bytes, CUdevice) {
+  *bytes = size_t{1} << 30;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice) {
+  ++context_references;
+  *context = reinterpret_cast<CUcontext>(&context_storage);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice) {
+  if (--context_references == 0) sticky_error = CUDA_SUCCESS;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuCtxSetCurrent(CUcontext) { return sticky_error; }
+
+CUresult CUDAAPI cuCtxSynchronize() { return sticky_error; }
+
+CUresult CUDAAPI cuModuleLoadData(CUmodule* module, const void* image) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  if (std::memcmp(image,
+                  "\x7f"
+                  "ELF",
+                  4) != 0)
+    return CUDA_ERROR_INVALID_IMAGE;
+  *module = reinterpret_cast<CUmodule>(&module_storage);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleGetFunction(CUfunction* function, CUmodule, const char* name) {
+  // Leaked: a test loads few modules.
+  *function = reinterpret_cast<CUfunction>(new std::string(name));
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+
+CUresult CUDAAPI cuMemAlloc(CUdeviceptr* pointer, size_t bytes) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  void* memory = std::calloc(bytes, 1);
+  if (memory == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+  *pointer = reinterpret_cast<CUdeviceptr>(memory);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemFree(CUdeviceptr pointer) {
+  std::free(reinterpret_cast<void*>(pointer));
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemcpyHtoD(CUdeviceptr to, const void* from, size_t bytes) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  std::memcpy(reinterpret_cast<void*>(to), from, bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemcpyDtoH(void* to, CUdeviceptr from, size_t bytes) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  std::memcpy(to, reinterpret_cast<const void*>(from), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemsetD8(CUdeviceptr to, unsigned char value, size_t count) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  std::memset(reinterpret_cast<void*>(to), value, count);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemsetD16(CUdeviceptr to, unsigned short value, size_t count) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  auto* p = reinterpret_cast<unsigned short*>(to);
+  for (size_t i = 0; i < count; ++i) p[i] = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemsetD32(CUdeviceptr to, unsigned int value, size_t count) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  auto* p = reinterpret_cast<unsigned int*>(to);
+  for (size_t i = 0; i < count; ++i) p[i] = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr to, unsigned int value, size_t count, CUstream) {
+  return cuMemsetD32(to, value, count);
+}
+
+CUresult CUDAAPI cuLaunchKernel(CUfunction function, unsigned int grid_x, unsigned int grid_y,
+                                unsigned int grid_z, unsigned int block_x, unsigned int block_y,
+                                unsigned int block_z, unsigned int, CUstream, void** params,
+                                void**) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  if (grid_y != 1 || grid_z != 1 || block_y != 1 || block_z != 1 || block_x > 1024) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  ++launches;
+  const std::string& name = *reinterpret_cast<const std::string*>(function);
+  auto argument = [params](int i) {
+    return reinterpret_cast<float*>(*static_cast<CUdeviceptr*>(params[i]));
+  };
+  if (name == "tlm_add") {
+    const float* a = argument(0);
+    const float* b = argument(1);
+    float* out = argument(2);
+    for (uint64_t i = 0; i < uint64_t{grid_x} * block_x; ++i) out[i] = a[i] + b[i];
+  } else if (name == "tlm_out_of_bounds_for_testing") {
+    sticky_error = CUDA_ERROR_ILLEGAL_ADDRESS;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventCreate(CUevent* event, unsigned int) {
+  *event = reinterpret_cast<CUevent>(new FakeEvent());
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventRecord(CUevent event, CUstream) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  reinterpret_cast<FakeEvent*>(event)->launches = launches;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventSynchronize(CUevent) { return sticky_error; }
+
+CUresult CUDAAPI cuEventElapsedTime(float* milliseconds, CUevent start, CUevent stop) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  const uint64_t between =
+      reinterpret_cast<FakeEvent*>(stop)->launches - reinterpret_cast<FakeEvent*>(start)->launches;
+  *milliseconds = static_cast<float>(between) * kMillisecondsPerLaunch;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuEventDestroy(CUevent event) {
+  delete reinterpret_cast<FakeEvent*>(event);
+  return CUDA_SUCCESS;
+}
+
+}  // extern "C"

@@ -1,0 +1,106 @@
+// cuda: programs lowered to CUDA C (cuda_codegen.h), compiled by NVRTC to a
+// cubin for the device's sm_XX, loaded and launched with the driver API and
+// timed with CUDA events. Outputs are checked against the reference
+// executor before timing.
+//
+// Measurement: the workload's inputs and reference live on the host and its
+// tensors in device buffers while consecutive programs share the workload;
+// inputs are uploaded before every program, so a kernel that writes into
+// an input cannot fail the next one. The check run starts from an output of
+// NaN bits. Timing follows timing.h (TimeRepeats): CUDA events around
+// `number` back-to-back launches of the whole kernel sequence per repeat,
+// the L2 cache flushed before each repeat by writing a buffer of twice its
+// size. float16 workloads hold IEEE half bits on the device; the host
+// converts (half.h), rounds the inputs to half before computing the
+// reference, and widens the tolerance by the half roundings.
+//
+// Failures: a program that does not lower or exceeds the device's launch
+// limits is ERROR_KIND_INSTANTIATION; one NVRTC rejects (or the driver
+// cannot load) is ERROR_KIND_COMPILE_DEVICE with the compiler's log; a
+// driver error while running is ERROR_KIND_RUNTIME_DEVICE naming the call
+// and the error. After an error that poisons the CUDA context (an illegal
+// address, a failed launch, see IsContextPoisoning) the backend is
+// unusable: every later Measure returns ERROR_KIND_RUNTIME_DEVICE at once,
+// and the runner process must be restarted (IsolatedBackend does that).
+//
+// The device's primary context is retained at the first Measure, not at
+// Create, so a backend that only answers Capabilities (the worker's side of
+// an IsolatedBackend) holds no GPU memory. Not thread-safe; the context is
+// made current on the calling thread by every Measure.
+#ifndef TLMD_WORKER_CUDA_BACKEND_H_
+#define TLMD_WORKER_CUDA_BACKEND_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "program/program.h"
+#include "worker/backend.h"
+#include "worker/cuda_codegen.h"
+#include "worker/cuda_driver.h"
+
+namespace tlm::worker {
+
+class CudaBackend final : public Backend {
+ public:
+  struct Options {
+    // Device ordinal among the devices visible to the process.
+    int device = 0;
+    // Test-only: programs for which this returns true launch, before their
+    // own kernels, a kernel that stores far out of bounds, which fails
+    // with CUDA_ERROR_ILLEGAL_ADDRESS and poisons the context.
+    std::function<bool(const program::Program&)> out_of_bounds_for_testing;
+    // Test-only: replaces lowering and code generation (hand-written
+    // kernels for a fake driver).
+    std::function<absl::StatusOr<CudaSource>(const program::Program&)> generate_for_testing;
+    // Test-only: the driver to use instead of the process's libcuda.so.1
+    // (a fake loaded with CudaDriver::Load); must outlive the backend.
+    const CudaDriver* driver_for_testing = nullptr;
+  };
+
+  // FAILED_PRECONDITION with the driver's message when the NVIDIA driver is
+  // missing or finds no device, or when NVRTC cannot compile for the
+  // device's architecture; INVALID_ARGUMENT for a device ordinal that does
+  // not exist.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(Options options);
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create() { return Create(Options{}); }
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  // Target kind "cuda" with device = the architecture ("sm_90"), the GPU's
+  // name, and its properties in `gpu`.
+  tlm::v1::WorkerCapabilities Capabilities() const override;
+  tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
+                                 const tlm::v1::MeasureOptions& options) override;
+
+  const CudaDeviceInfo& device() const { return device_; }
+
+ private:
+  struct DeviceState;
+  struct WorkloadBuffers;
+
+  CudaBackend(const CudaDriver* driver, CudaDeviceInfo device, Options options);
+
+  // Retains the context and creates the events and the L2 flush buffer on
+  // first use; makes the context current.
+  absl::Status Activate();
+  // The buffers of `workload`, made (and the old ones freed) when it differs
+  // from the last program's. INVALID_ARGUMENT for a workload the reference
+  // cannot evaluate; a driver error otherwise.
+  absl::StatusOr<WorkloadBuffers*> BuffersFor(const program::Workload& workload);
+  // A RUNTIME_DEVICE result for a failed driver call; remembers a poisoned
+  // context.
+  tlm::v1::MeasureResult DeviceFailure(const absl::Status& status, const std::string& stage);
+
+  const CudaDriver* const driver_;
+  const CudaDeviceInfo device_;
+  const Options options_;
+  // Set once the context is poisoned: the error that did it.
+  std::string lost_after_;
+  std::unique_ptr<DeviceState> state_;
+};
+
+}  // namespace tlm::worker
+
+#endif  // TLMD_WORKER_CUDA_BACKEND_H_
