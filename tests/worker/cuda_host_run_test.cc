@@ -1,0 +1,174 @@
+// The generated CUDA C itself, run on the host: each program's source is
+// compiled by the host C++ compiler behind a small shim (blockIdx and
+// threadIdx per host thread, __syncthreads a barrier, __shared__ arrays
+// static because blocks run one after another), every thread of a block is
+// a host thread, and the output must match the reference. This checks the
+// code generator's translation, not just that NVRTC accepts it. float32
+// only: the float16 conversions are PTX.
+#include <dlfcn.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "program/loop_nest.h"
+#include "program/program.h"
+#include "program/sampler.h"
+#include "tests/program/small_workloads.h"
+#include "tests/worker/kernel_check.h"
+#include "worker/cuda_codegen.h"
+
+namespace tlm::worker {
+namespace {
+
+constexpr char kShim[] = R"(#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <pthread.h>
+#define __global__
+#define __launch_bounds__(n)
+#define __restrict__ __restrict
+#define __shared__ static
+struct tlm_dim3 { long x; };
+static thread_local tlm_dim3 threadIdx, blockIdx;
+static thread_local pthread_barrier_t* tlm_barrier;
+static inline void __syncthreads() { pthread_barrier_wait(tlm_barrier); }
+static inline float __int_as_float(unsigned v) { float f; std::memcpy(&f, &v, 4); return f; }
+using std::max;
+using std::min;
+extern "C" void tlm_enter(long block, long thread, pthread_barrier_t* barrier) {
+  blockIdx.x = block;
+  threadIdx.x = thread;
+  tlm_barrier = barrier;
+}
+)";
+
+std::string Compiler() {
+  if (const char* cxx = std::getenv("CXX"); cxx != nullptr && *cxx != '\0') return cxx;
+  for (const char* path : {"/usr/bin/c++", "/usr/bin/g++", "/usr/bin/clang++"}) {
+    if (access(path, X_OK) == 0) return path;
+  }
+  return "c++";
+}
+
+// A shared object built from generated code; unloaded on destruction.
+class HostModule {
+ public:
+  explicit HostModule(const std::string& code) {
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                      absl::StrCat("tlm_cuda_host_", getpid(), "_", counter_++);
+    std::filesystem::create_directories(dir);
+    const std::string src = (dir / "kernel.cc").string();
+    const std::string lib = (dir / "kernel.so").string();
+    std::ofstream(src) << kShim << code;
+    const std::string command = absl::StrCat(Compiler(), " -std=c++17 -O1 -w -shared -fPIC ", src,
+                                             " -o ", lib, " -lpthread 2>", dir.string(), "/log");
+    if (std::system(command.c_str()) == 0) handle_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle_ == nullptr) {
+      std::ifstream log(dir / "log");
+      error_ = absl::StrCat("compiling with `", command, "` failed: ",
+                            std::string(std::istreambuf_iterator<char>(log), {}));
+    }
+    std::filesystem::remove_all(dir);
+  }
+  ~HostModule() {
+    if (handle_ != nullptr) dlclose(handle_);
+  }
+  HostModule(const HostModule&) = delete;
+  HostModule& operator=(const HostModule&) = delete;
+
+  const std::string& error() const { return error_; }
+  void* Symbol(const std::string& name) const { return dlsym(handle_, name.c_str()); }
+
+ private:
+  static inline int counter_ = 0;
+  void* handle_ = nullptr;
+  std::string error_;
+};
+
+// Calls a kernel taking `n` buffer pointers.
+void Call(void* fn, float* const* b, int n) {
+  using P = float*;
+  switch (n) {
+    case 1: return reinterpret_cast<void (*)(P)>(fn)(b[0]);
+    case 2: return reinterpret_cast<void (*)(P, P)>(fn)(b[0], b[1]);
+    case 3: return reinterpret_cast<void (*)(P, P, P)>(fn)(b[0], b[1], b[2]);
+    case 4: return reinterpret_cast<void (*)(P, P, P, P)>(fn)(b[0], b[1], b[2], b[3]);
+    case 5: return reinterpret_cast<void (*)(P, P, P, P, P)>(fn)(b[0], b[1], b[2], b[3], b[4]);
+    case 6:
+      return reinterpret_cast<void (*)(P, P, P, P, P, P)>(fn)(b[0], b[1], b[2], b[3], b[4], b[5]);
+    default:
+      FAIL("kernels with " << n << " buffers are not supported by this test");
+  }
+}
+
+// Runs every kernel of `source`, each block's threads as host threads.
+void RunOnHost(const HostModule& module, const CudaSource& source, float* const* buffers) {
+  using Enter = void (*)(long, long, pthread_barrier_t*);
+  const auto enter = reinterpret_cast<Enter>(module.Symbol("tlm_enter"));
+  REQUIRE(enter != nullptr);
+  for (const CudaKernel& k : source.kernels) {
+    void* fn = module.Symbol(k.name);
+    REQUIRE(fn != nullptr);
+    for (int64_t block = 0; block < k.grid; ++block) {
+      pthread_barrier_t barrier;
+      pthread_barrier_init(&barrier, nullptr, static_cast<unsigned>(k.block));
+      std::vector<std::thread> threads;
+      for (int64_t t = 0; t < k.block; ++t) {
+        threads.emplace_back([&, t] {
+          enter(block, t, &barrier);
+          Call(fn, buffers, source.num_buffers);
+        });
+      }
+      for (std::thread& t : threads) t.join();
+      pthread_barrier_destroy(&barrier);
+    }
+  }
+}
+
+TEST_CASE("generated CUDA C of every operator computes the reference result on the host") {
+  std::mt19937_64 rng(23);
+  int kernels = 0, synchronised = 0;
+  for (const program::Workload& w : testing::SmallWorkloads()) {
+    const program::Sketch sketch = *program::Sketch::Make(w, "cuda");
+    for (int n = 0; n < 3; ++n) {
+      const program::Program p = program::SampleProgram(sketch, rng);
+      const CudaSource source = *GenerateCuda(*program::Lower(p));
+      INFO(program::Print(p) << "\n" << source.code);
+      const HostModule module(source.code);
+      REQUIRE(module.error().empty());
+      const double ratio = testing::WorstRatio(
+          p, [&](float* const* buffers) { RunOnHost(module, source, buffers); });
+      CHECK(ratio <= 1.0);
+      kernels += static_cast<int>(source.kernels.size());
+      synchronised += source.code.find("__syncthreads") != std::string::npos;
+    }
+  }
+  CHECK(kernels >= 36);
+  CHECK(synchronised > 10);
+}
+
+TEST_CASE("the host run notices wrong generated code") {
+  // The same program with its reduction cut short must fail the check, so
+  // the check above can fail.
+  program::Program p = *program::DefaultProgram(
+      *program::MakeWorkload("dense", {{"M", 8}, {"N", 8}, {"K", 8}}), "cuda");
+  CudaSource source = *GenerateCuda(*program::Lower(p));
+  const std::string loop = "< 8; ++";
+  const size_t at = source.code.rfind(loop);
+  REQUIRE(at != std::string::npos);
+  source.code.replace(at, loop.size(), "< 7; ++");
+  const HostModule module(source.code);
+  REQUIRE(module.error().empty());
+  CHECK(testing::WorstRatio(p, [&](float* const* buffers) { RunOnHost(module, source, buffers); }) >
+        1.0);
+}
+
+}  // namespace
+}  // namespace tlm::worker
