@@ -267,9 +267,12 @@ int SubmitOne(Invocation& inv, const tlm::v1::SubmitTaskRequest& request, bool w
 
 int RunSubmit(Invocation& inv) {
   absl::StatusOr<tlm::v1::Workload> workload = ParseWorkloadSpec(inv.args, inv.String("epilogue"));
-  if (!workload.ok()) {
-    return UsageError(*inv.console, std::string(workload.status().message()), "submit");
+  absl::StatusOr<tlm::v1::DType> dtype = ParseDTypeFlag(inv.String("dtype"));
+  if (!workload.ok() || !dtype.ok()) {
+    const absl::Status& bad = !workload.ok() ? workload.status() : dtype.status();
+    return UsageError(*inv.console, std::string(bad.message()), "submit");
   }
+  workload->set_dtype(*dtype);
   return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 32), inv.Has("watch"));
 }
 
@@ -435,9 +438,12 @@ int RunTune(Invocation& inv) {
     return UsageError(*inv.console, "missing OP NAME=INT... or --network=NAME", "tune");
   }
   absl::StatusOr<tlm::v1::Workload> workload = ParseWorkloadSpec(inv.args, inv.String("epilogue"));
-  if (!workload.ok()) {
-    return UsageError(*inv.console, std::string(workload.status().message()), "tune");
+  absl::StatusOr<tlm::v1::DType> dtype = ParseDTypeFlag(inv.String("dtype"));
+  if (!workload.ok() || !dtype.ok()) {
+    const absl::Status& bad = !workload.ok() ? workload.status() : dtype.status();
+    return UsageError(*inv.console, std::string(bad.message()), "tune");
   }
+  workload->set_dtype(*dtype);
   return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 64), /*watch=*/true);
 }
 
@@ -679,7 +685,8 @@ const std::vector<Command>& Commands() {
        "(exit 0 only if the task succeeds).",
        {{"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,relu"},
-        {"target", FlagType::kString, "KIND", "target kind (default cpu)"},
+        {"target", FlagType::kString, "KIND", "target kind: cpu (default) or cuda"},
+        {"dtype", FlagType::kString, "TYPE", "float32 (default) or float16 (cuda only)"},
         {"device", FlagType::kString, "NAME", "only workers reporting this device model"},
         {"trials", FlagType::kInt32, "N", "programs to measure (default 32)"},
         {"sampler", FlagType::kString, "NAME", "how programs are chosen (default: random)"},
@@ -712,7 +719,8 @@ const std::vector<Command>& Commands() {
         {"round", FlagType::kInt32, "K", "with --budget: measurements per round (default 4)"},
         {"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,gelu"},
-        {"target", FlagType::kString, "KIND", "target kind (default cpu)"},
+        {"target", FlagType::kString, "KIND", "target kind: cpu (default) or cuda"},
+        {"dtype", FlagType::kString, "TYPE", "float32 (default) or float16 (cuda only)"},
         {"device", FlagType::kString, "NAME", "only workers reporting this device model"},
         {"trials", FlagType::kInt32, "N",
          "programs to measure per task (default 64; 16 per task of a network)"},

@@ -9,6 +9,14 @@
 
 namespace tlm::client {
 
+absl::StatusOr<tlm::v1::DType> ParseDTypeFlag(absl::string_view dtype) {
+  if (dtype.empty()) return tlm::v1::DTYPE_UNSPECIFIED;
+  if (dtype == "float32") return tlm::v1::DTYPE_FLOAT32;
+  if (dtype == "float16") return tlm::v1::DTYPE_FLOAT16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype: unknown type \"", dtype, "\" (known: float32, float16)"));
+}
+
 absl::StatusOr<std::vector<std::string>> ParseEpilogueList(absl::string_view epilogue) {
   std::vector<std::string> names;
   const absl::string_view list = absl::StripAsciiWhitespace(epilogue);

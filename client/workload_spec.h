@@ -28,6 +28,11 @@ namespace tlm::client {
 absl::StatusOr<tlm::v1::Workload> ParseWorkloadSpec(const std::vector<std::string>& words,
                                                     absl::string_view epilogue);
 
+// The --dtype value: "float32" or "float16"; "" is DTYPE_UNSPECIFIED (the
+// server's default, float32). INVALID_ARGUMENT naming the known types
+// otherwise.
+absl::StatusOr<tlm::v1::DType> ParseDTypeFlag(absl::string_view dtype);
+
 // The comma-separated epilogue list alone; surrounding spaces are ignored.
 absl::StatusOr<std::vector<std::string>> ParseEpilogueList(absl::string_view epilogue);
 

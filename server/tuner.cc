@@ -56,23 +56,20 @@ void Observe(Sampler& sampler, const tlm::v1::Program& proto, const tlm::v1::Mea
 
 }  // namespace
 
-const std::vector<std::string>& KnownTargetKinds() {
-  static const auto* kinds = new std::vector<std::string>{"cpu"};
-  return *kinds;
-}
-
 absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
   if (request.name().size() > 200) return Invalid("name", "longer than 200 characters");
   absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
   const std::string& kind = request.target().kind();
-  const std::string known = absl::StrJoin(KnownTargetKinds(), ", ");
+  const std::string known = absl::StrJoin(program::TargetKinds(), ", ");
   if (kind.empty()) return Invalid("target.kind", absl::StrCat("missing (known: ", known, ")"));
-  if (std::find(KnownTargetKinds().begin(), KnownTargetKinds().end(), kind) ==
-      KnownTargetKinds().end()) {
+  if (std::find(program::TargetKinds().begin(), program::TargetKinds().end(), kind) ==
+      program::TargetKinds().end()) {
     return Invalid("target.kind",
                    absl::StrCat("unknown target kind \"", kind, "\" (known: ", known, ")"));
   }
+  // What the target cannot run (e.g. float16 on cpu).
+  if (absl::Status s = program::Sketch::Make(*workload, kind).status(); !s.ok()) return s;
   if (request.num_trials() < 1 || request.num_trials() > kMaxTrials) {
     return Invalid("num_trials", absl::StrCat("must be between 1 and ", kMaxTrials, ", got ",
                                               request.num_trials()));

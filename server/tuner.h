@@ -31,9 +31,6 @@
 
 namespace tlm::server {
 
-// Target kinds the server accepts tasks for.
-const std::vector<std::string>& KnownTargetKinds();
-
 // Checks a submission (all but the sampler, which the tuner's registry
 // checks); INVALID_ARGUMENT names the offending field.
 absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request);

@@ -93,7 +93,7 @@ TEST_CASE("submit sends exactly the request its flags describe and prints the id
   TlmctlRun r = Tlmctl(fake, {"submit", "dense", "M=128", "N=768", "K=3072", "--epilogue=bias,relu",
                               "--target", "cpu", "--device=Xeon 8480", "--trials=8",
                               "--sampler=random", "--seed=18446744073709551615", "--name=bert-ffn",
-                              "--repeat=5", "--min-repeat-ms=2.5"});
+                              "--repeat=5", "--min-repeat-ms=2.5", "--dtype=float16"});
   INFO(r.err);
   CHECK(r.code == 0);
   CHECK(r.out == "41\n");
@@ -104,6 +104,7 @@ TEST_CASE("submit sends exactly the request its flags describe and prints the id
   *expected.mutable_workload() = Dense(128, 768, 3072);
   expected.mutable_workload()->add_epilogue("bias");
   expected.mutable_workload()->add_epilogue("relu");
+  expected.mutable_workload()->set_dtype(tlm::v1::DTYPE_FLOAT16);
   expected.mutable_target()->set_kind("cpu");
   expected.mutable_target()->set_device("Xeon 8480");
   expected.set_num_trials(8);

@@ -12,6 +12,14 @@ std::string Error(const std::vector<std::string>& words, const std::string& epil
   return std::string(w.status().message());
 }
 
+TEST_CASE("dtype flag") {
+  CHECK(*ParseDTypeFlag("") == tlm::v1::DTYPE_UNSPECIFIED);
+  CHECK(*ParseDTypeFlag("float32") == tlm::v1::DTYPE_FLOAT32);
+  CHECK(*ParseDTypeFlag("float16") == tlm::v1::DTYPE_FLOAT16);
+  CHECK(ParseDTypeFlag("bfloat16").status().message() ==
+        "--dtype: unknown type \"bfloat16\" (known: float32, float16)");
+}
+
 TEST_CASE("a dense spec with an epilogue parses into a workload") {
   absl::StatusOr<tlm::v1::Workload> w =
       ParseWorkloadSpec({"dense", "M=128", "N=768", "K=3072"}, "bias,relu");

@@ -44,10 +44,10 @@ struct Core {
     tuner = std::make_unique<Tuner>(store.get(), dispatcher.get(), options);
   }
 
-  std::shared_ptr<WorkerSession> ConnectWorker(int credits) {
+  std::shared_ptr<WorkerSession> ConnectWorker(int credits, const std::string& kind = "cpu") {
     tlm::v1::RegisterRequest reg;
     reg.set_name("sim");
-    reg.mutable_capabilities()->mutable_target()->set_kind("cpu");
+    reg.mutable_capabilities()->mutable_target()->set_kind(kind);
     reg.mutable_capabilities()->set_max_in_flight(credits);
     std::shared_ptr<WorkerSession> session = dispatcher->Connect(reg).value();
     dispatcher->Grant(session->worker_id(), credits);
@@ -148,7 +148,8 @@ TEST_CASE("a task keeps its window full, stores every result once and ends with 
   CHECK(core.store->Counts()->programs == 10);
 
   double min = 1;
-  for (const tlm::v1::Trial& t : core.store->ListTrials(task.id()).value()) {
+  const std::vector<tlm::v1::Trial> trials = core.store->ListTrials(task.id()).value();
+  for (const tlm::v1::Trial& t : trials) {
     min = std::min(min, t.result().median_seconds());
   }
   CHECK(core.tuner->Best(task.id())->result().median_seconds() == min);
@@ -252,6 +253,41 @@ TEST_CASE("a restarted core resumes a task with exactly its unmeasured programs"
   CHECK(done.trials_done() == 12);
   CHECK(core.store->Counts()->measurements == 12);
   CHECK(core.store->Counts()->programs == 12);
+}
+
+TEST_CASE("a float16 task is tuned on cuda workers only, with valid cuda programs") {
+  Core core(TempDbPath(), /*window=*/4);
+  std::shared_ptr<WorkerSession> cpu = core.ConnectWorker(2, "cpu");
+  std::shared_ptr<WorkerSession> gpu = core.ConnectWorker(2, "cuda");
+  tlm::v1::SubmitTaskRequest request = DenseRequest(64, 64, 64, 6);
+  request.mutable_workload()->set_dtype(tlm::v1::DTYPE_FLOAT16);
+  request.mutable_target()->set_kind("cuda");
+  const tlm::v1::Task task = core.tuner->Submit(request).value();
+  CHECK(core.Answer(*cpu, ByHash) == 0);
+  int answered = 0;
+  while (answered < 6) {
+    const int n = core.Answer(*gpu, ByHash);
+    REQUIRE(n > 0);
+    answered += n;
+  }
+  CHECK(core.tuner->Get(task.id())->state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  const std::vector<tlm::v1::Trial> trials = core.store->ListTrials(task.id()).value();
+  REQUIRE(trials.size() == 6);
+  for (const tlm::v1::Trial& t : trials) {
+    absl::StatusOr<program::Program> p = program::ProgramFromProto(t.program());
+    REQUIRE(p.ok());
+    CHECK(p->target == "cuda");
+    CHECK(p->workload.dtype == program::DType::kFloat16);
+  }
+
+  // The same workload on cpu is refused, naming the dtype, and stores nothing.
+  request.mutable_target()->set_kind("cpu");
+  const int64_t tasks = core.store->Counts()->tasks;
+  absl::StatusOr<tlm::v1::Task> refused = core.tuner->Submit(request);
+  REQUIRE(absl::IsInvalidArgument(refused.status()));
+  CHECK_THAT(std::string(refused.status().message()),
+             Catch::StartsWith("workload.dtype: float16 is not supported on target cpu"));
+  CHECK(core.store->Counts()->tasks == tasks);
 }
 
 TEST_CASE("invalid submissions store nothing") {
