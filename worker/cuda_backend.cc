@@ -24,10 +24,6 @@ namespace {
 // first error is, is kept).
 constexpr size_t kMaxLogBytes = 4096;
 
-// Extra tolerance of float16 outputs, relative to |expected| + 1: up to four
-// roundings to half (intermediate tensors and the output) of 2^-11 each.
-constexpr double kHalfRelativeSlack = 4.0 / 2048;
-
 // NaN bit patterns the output is filled with before the check run.
 constexpr uint32_t kFloatNanBits = 0x7fc00000u;
 constexpr uint16_t kHalfNanBits = 0x7e00u;
@@ -178,13 +174,11 @@ absl::StatusOr<CudaBackend::WorkloadBuffers*> CudaBackend::BuffersFor(
   buffers->output = data.dag.stages.back().output;
   buffers->half_bits.resize(data.tensors.size());
   if (buffers->half) {
-    // The device sees the inputs as half: the reference must see the same.
+    RoundInputsToHalf(data);
     for (size_t t = 0; t < data.tensors.size(); ++t) {
       if (data.dag.tensors[t].role != program::TensorRole::kInput) continue;
-      buffers->half_bits[t] = FloatsToHalfBits(data.tensors[t]);
-      data.tensors[t] = HalfBitsToFloats(buffers->half_bits[t]);
+      buffers->half_bits[t] = FloatsToHalfBits(data.tensors[t]);  // exact after rounding
     }
-    data.reference = program::EvaluateReference(data.dag, data.tensors);
   }
   for (size_t t = 0; t < data.tensors.size(); ++t) {
     absl::StatusOr<DeviceMemory> memory =
@@ -360,7 +354,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     if (!s.ok()) return run_failure(s);
     double max_error = 0;
     const absl::Status checked =
-        CheckOutput(output, host.reference, buffers.half ? kHalfRelativeSlack : 0, &max_error);
+        CheckOutput(output, host.reference, buffers.half ? kHalfOutputSlack : 0, &max_error);
     result.set_max_abs_error(max_error);
     if (!checked.ok()) {
       result.set_error_kind(tlm::v1::ERROR_KIND_WRONG_ANSWER);

@@ -19,8 +19,10 @@ using program::LoopNest;
 using program::Stmt;
 using program::StmtKind;
 
-// IEEE half <-> float with PTX conversions (round to nearest even).
-constexpr char kHalfHelpers[] = R"(__device__ __forceinline__ float h2f(unsigned short h) {
+// IEEE half <-> float with PTX conversions (round to nearest even). A host
+// build of the source (tests) defines TLM_HOST_HALF and its own h2f/f2h.
+constexpr char kHalfHelpers[] = R"(#ifndef TLM_HOST_HALF
+__device__ __forceinline__ float h2f(unsigned short h) {
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
   return f;
@@ -30,6 +32,7 @@ __device__ __forceinline__ unsigned short f2h(float f) {
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 }
+#endif
 )";
 
 std::string FloatLiteral(double c) {

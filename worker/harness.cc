@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
+#include "worker/half.h"
 
 namespace tlm::worker {
 namespace {
@@ -35,6 +36,14 @@ absl::StatusOr<WorkloadData> MakeWorkloadData(const program::Workload& workload)
   }
   d.reference = program::EvaluateReference(d.dag, d.tensors);
   return d;
+}
+
+void RoundInputsToHalf(WorkloadData& data) {
+  for (size_t t = 0; t < data.tensors.size(); ++t) {
+    if (data.dag.tensors[t].role != program::TensorRole::kInput) continue;
+    for (float& x : data.tensors[t]) x = RoundThroughHalf(x);
+  }
+  data.reference = program::EvaluateReference(data.dag, data.tensors);
 }
 
 tlm::v1::MeasureResult FailedMeasurement(tlm::v1::ErrorKind kind, const std::string& stage,

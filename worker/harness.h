@@ -35,6 +35,16 @@ struct WorkloadData {
 
 absl::StatusOr<WorkloadData> MakeWorkloadData(const program::Workload& workload);
 
+// For devices that store float16: rounds the input tensors to the nearest
+// half and recomputes the reference from them, so that the reference sees
+// the inputs the device sees.
+void RoundInputsToHalf(WorkloadData& data);
+
+// CheckOutput's relative slack for float16 outputs: up to four roundings to
+// half (intermediate tensors and the output) of 2^-11 each, relative to
+// |expected| + 1.
+inline constexpr double kHalfOutputSlack = 4.0 / 2048;
+
 // The program a backend of `target` was sent, or the ERROR_KIND_INSTANTIATION
 // result (stage "parse") saying why it cannot be measured there.
 absl::StatusOr<program::Program> ParseProgramFor(const tlm::v1::Program& proto,

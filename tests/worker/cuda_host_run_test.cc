@@ -3,8 +3,9 @@
 // threadIdx per host thread, __syncthreads a barrier, __shared__ arrays
 // static because blocks run one after another), every thread of a block is
 // a host thread, and the output must match the reference. This checks the
-// code generator's translation, not just that NVRTC accepts it. float32
-// only: the float16 conversions are PTX.
+// code generator's translation, not just that NVRTC accepts it. float16
+// programs get the shim's conversions (the compiler's _Float16) in place of
+// the PTX ones, and are checked the way the cuda backend checks them.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -23,6 +24,8 @@
 #include "tests/program/small_workloads.h"
 #include "tests/worker/kernel_check.h"
 #include "worker/cuda_codegen.h"
+#include "worker/half.h"
+#include "worker/harness.h"
 
 namespace tlm::worker {
 namespace {
@@ -35,6 +38,18 @@ constexpr char kShim[] = R"(#include <algorithm>
 #define __launch_bounds__(n)
 #define __restrict__ __restrict
 #define __shared__ static
+#define TLM_HOST_HALF
+static inline float h2f(unsigned short h) {
+  _Float16 f;
+  std::memcpy(&f, &h, 2);
+  return static_cast<float>(f);
+}
+static inline unsigned short f2h(float f) {
+  const _Float16 x = static_cast<_Float16>(f);
+  unsigned short h;
+  std::memcpy(&h, &x, 2);
+  return h;
+}
 struct tlm_dim3 { long x; };
 static thread_local tlm_dim3 threadIdx, blockIdx;
 static thread_local pthread_barrier_t* tlm_barrier;
@@ -92,9 +107,10 @@ class HostModule {
   std::string error_;
 };
 
-// Calls a kernel taking `n` buffer pointers.
-void Call(void* fn, float* const* b, int n) {
-  using P = float*;
+// Calls a kernel taking `n` buffer pointers (float* or unsigned short*:
+// pointers are passed alike).
+void Call(void* fn, void* const* b, int n) {
+  using P = void*;
   switch (n) {
     case 1: return reinterpret_cast<void (*)(P)>(fn)(b[0]);
     case 2: return reinterpret_cast<void (*)(P, P)>(fn)(b[0], b[1]);
@@ -109,7 +125,7 @@ void Call(void* fn, float* const* b, int n) {
 }
 
 // Runs every kernel of `source`, each block's threads as host threads.
-void RunOnHost(const HostModule& module, const CudaSource& source, float* const* buffers) {
+void RunOnHost(const HostModule& module, const CudaSource& source, void* const* buffers) {
   using Enter = void (*)(long, long, pthread_barrier_t*);
   const auto enter = reinterpret_cast<Enter>(module.Symbol("tlm_enter"));
   REQUIRE(enter != nullptr);
@@ -143,8 +159,9 @@ TEST_CASE("generated CUDA C of every operator computes the reference result on t
       INFO(program::Print(p) << "\n" << source.code);
       const HostModule module(source.code);
       REQUIRE(module.error().empty());
-      const double ratio = testing::WorstRatio(
-          p, [&](float* const* buffers) { RunOnHost(module, source, buffers); });
+      const double ratio = testing::WorstRatio(p, [&](float* const* buffers) {
+        RunOnHost(module, source, reinterpret_cast<void* const*>(buffers));
+      });
       CHECK(ratio <= 1.0);
       kernels += static_cast<int>(source.kernels.size());
       synchronised += source.code.find("__syncthreads") != std::string::npos;
@@ -166,8 +183,60 @@ TEST_CASE("the host run notices wrong generated code") {
   source.code.replace(at, loop.size(), "< 7; ++");
   const HostModule module(source.code);
   REQUIRE(module.error().empty());
-  CHECK(testing::WorstRatio(p, [&](float* const* buffers) { RunOnHost(module, source, buffers); }) >
-        1.0);
+  CHECK(testing::WorstRatio(p, [&](float* const* buffers) {
+          RunOnHost(module, source, reinterpret_cast<void* const*>(buffers));
+        }) > 1.0);
+}
+
+// Runs a float16 program on half buffers as the cuda backend does: inputs
+// rounded to half, the reference recomputed from them, the output checked
+// with the half slack.
+absl::Status RunHalf(const program::Program& p, const CudaSource& source) {
+  const HostModule module(source.code);
+  if (!module.error().empty()) return absl::InternalError(module.error());
+  WorkloadData data = *MakeWorkloadData(p.workload);
+  RoundInputsToHalf(data);
+  std::vector<std::vector<uint16_t>> bits;
+  std::vector<void*> pointers;
+  for (const std::vector<float>& t : data.tensors) {
+    bits.push_back(FloatsToHalfBits(t));
+    pointers.push_back(bits.back().data());
+  }
+  const int out = data.dag.stages.back().output;
+  std::fill(bits[out].begin(), bits[out].end(), uint16_t{0x7e00});  // NaN
+  RunOnHost(module, source, pointers.data());
+  double max_error = 0;
+  return CheckOutput(HalfBitsToFloats(bits[out]), data.reference, kHalfOutputSlack, &max_error);
+}
+
+TEST_CASE("generated float16 CUDA C of every operator passes the cuda backend's check") {
+  std::mt19937_64 rng(29);
+  for (program::Workload w : testing::SmallWorkloads()) {
+    w.dtype = program::DType::kFloat16;
+    const program::Sketch sketch = *program::Sketch::Make(w, "cuda");
+    for (int n = 0; n < 2; ++n) {
+      const program::Program p = program::SampleProgram(sketch, rng);
+      const CudaSource source = *GenerateCuda(*program::Lower(p));
+      REQUIRE(source.half);
+      INFO(program::Print(p) << "\n" << source.code);
+      const absl::Status checked = RunHalf(p, source);
+      CHECK(checked.ok());
+      INFO(checked.message());
+    }
+  }
+}
+
+TEST_CASE("the float16 check fails a float16 kernel that skips half of its reduction") {
+  program::Program p = *program::DefaultProgram(
+      *program::MakeWorkload("dense", {{"M", 8}, {"N", 8}, {"K", 8}}, {},
+                             program::DType::kFloat16),
+      "cuda");
+  CudaSource source = *GenerateCuda(*program::Lower(p));
+  const std::string loop = "< 8; ++";
+  const size_t at = source.code.rfind(loop);
+  REQUIRE(at != std::string::npos);
+  source.code.replace(at, loop.size(), "< 4; ++");
+  CHECK_FALSE(RunHalf(p, source).ok());
 }
 
 }  // namespace
