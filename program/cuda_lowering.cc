@@ -35,20 +35,9 @@ class CudaStageLowering {
 
   Stmt Lower() {
     multi_ = sched_.pattern.size() > 3;
-    const int n_axes = stage_.num_axes();
-    var_.assign(n_axes, {});
-    stride_.assign(n_axes, {});
-    for (int a = 0; a < n_axes; ++a) {
-      const std::vector<int64_t>& f = sched_.factors[a];
-      var_[a].assign(f.size(), -1);
-      stride_[a].assign(f.size(), 1);
-      for (int l = static_cast<int>(f.size()) - 2; l >= 0; --l) {
-        stride_[a][l] = stride_[a][l + 1] * f[l + 1];
-      }
-      for (size_t l = 0; l < f.size(); ++l) {
-        if (f[l] > 1) var_[a][l] = AddVar(nest_, absl::StrCat(stage_.name, ".", AxisName(a), ".", l));
-      }
-    }
+    TiledAxes axes = MakeTiledAxes(stage_, sched_, stage_.name + ".", nest_);
+    var_ = std::move(axes.var);
+    stride_ = std::move(axes.stride);
     const int block = AddVar(nest_, absl::StrCat(stage_.name, ".block"));
     const int thread = AddVar(nest_, absl::StrCat(stage_.name, ".thread"));
     const int thread_level = multi_ ? 2 : 1;
@@ -66,9 +55,6 @@ class CudaStageLowering {
 
  private:
   int n_spatial() const { return static_cast<int>(stage_.spatial.size()); }
-  const std::string& AxisName(int a) const {
-    return a < n_spatial() ? stage_.spatial[a].name : stage_.reduce[a - n_spatial()].name;
-  }
   int64_t ProductAt(int level) const {
     int64_t p = 1;
     for (int a = 0; a < n_spatial(); ++a) p *= sched_.factors[a][level];

@@ -154,6 +154,28 @@ int AddVar(LoopNest& nest, std::string name) {
   return static_cast<int>(nest.vars.size()) - 1;
 }
 
+const std::string& AxisName(const Stage& stage, int a) {
+  const int n_spatial = static_cast<int>(stage.spatial.size());
+  return a < n_spatial ? stage.spatial[a].name : stage.reduce[a - n_spatial].name;
+}
+
+TiledAxes MakeTiledAxes(const Stage& stage, const StageSchedule& sched, const std::string& prefix,
+                        LoopNest& nest) {
+  TiledAxes t;
+  for (int a = 0; a < stage.num_axes(); ++a) {
+    const std::vector<int64_t>& f = sched.factors[a];
+    t.var.emplace_back(f.size(), -1);
+    t.stride.emplace_back(f.size(), 1);
+    for (int l = static_cast<int>(f.size()) - 2; l >= 0; --l) {
+      t.stride[a][l] = t.stride[a][l + 1] * f[l + 1];
+    }
+    for (size_t l = 0; l < f.size(); ++l) {
+      if (f[l] > 1) t.var[a][l] = AddVar(nest, absl::StrCat(prefix, AxisName(stage, a), ".", l));
+    }
+  }
+  return t;
+}
+
 int AddBuffer(LoopNest& nest, std::string name, int64_t elements, BufferScope scope) {
   nest.buffers.push_back({std::move(name), elements, scope});
   return static_cast<int>(nest.buffers.size()) - 1;
@@ -173,18 +195,9 @@ class StageLowering {
       : dag_(dag), stage_(stage), sched_(sched), max_vector_(max_vector_length), nest_(nest) {}
 
   std::vector<Stmt> Lower() {
-    const int n_axes = stage_.num_axes();
-    var_.assign(n_axes, {});
-    stride_.assign(n_axes, {});
-    for (int a = 0; a < n_axes; ++a) {
-      const std::vector<int64_t>& f = sched_.factors[a];
-      var_[a].assign(f.size(), -1);
-      stride_[a].assign(f.size(), 1);
-      for (int l = static_cast<int>(f.size()) - 2; l >= 0; --l) stride_[a][l] = stride_[a][l + 1] * f[l + 1];
-      for (size_t l = 0; l < f.size(); ++l) {
-        if (f[l] > 1) var_[a][l] = NewVar(absl::StrCat(AxisName(a), ".", l));
-      }
-    }
+    TiledAxes axes = MakeTiledAxes(stage_, sched_, "", nest_);
+    var_ = std::move(axes.var);
+    stride_ = std::move(axes.stride);
     int s_level = 0, r_level = 0;
     for (char c : sched_.pattern) groups_.push_back({c, c == 'S' ? s_level++ : r_level++});
     acc_group_ = stage_.reduce.empty() ? -1 : sched_.at + 1;
@@ -202,9 +215,7 @@ class StageLowering {
   };
 
   int n_spatial() const { return static_cast<int>(stage_.spatial.size()); }
-  const std::string& AxisName(int a) const {
-    return a < n_spatial() ? stage_.spatial[a].name : stage_.reduce[a - n_spatial()].name;
-  }
+  const std::string& AxisName(int a) const { return internal::AxisName(stage_, a); }
   int NewVar(std::string name) { return AddVar(nest_, std::move(name)); }
   int64_t Tile(int a) const {  // accumulator tile of spatial axis a
     int64_t t = 1;

@@ -46,6 +46,19 @@ LExpr ToLExpr(const ComputeDag& dag, const Expr& e, const std::vector<Index>& ax
 void MarkUnrolled(Stmt& s, int64_t unroll);
 
 int AddVar(LoopNest& nest, std::string name);
+
+// Name of stage axis `a` (spatial axes first, then reduction axes).
+const std::string& AxisName(const Stage& stage, int a);
+
+// The loop variables of a stage's tiled axes, per axis and level: the
+// variable, named PREFIX + axis + "." + level (-1 where the level's factor
+// is 1 and needs no loop), and the level's stride within the axis.
+struct TiledAxes {
+  std::vector<std::vector<int>> var;
+  std::vector<std::vector<int64_t>> stride;
+};
+TiledAxes MakeTiledAxes(const Stage& stage, const StageSchedule& sched, const std::string& prefix,
+                        LoopNest& nest);
 // One kernel: `stage` under its cuda schedule, as a kBlock loop (see
 // loop_nest.h for the shape of cuda nests). Adds its variables and local and
 // shared buffers to `nest`.
