@@ -287,11 +287,6 @@ void AppendExpr(const Expr& e, const ComputeDag& dag, const Stage& stage, std::s
   }
 }
 
-void CollectLoads(const Expr& e, std::vector<const Expr*>* loads) {
-  if (e.op == ExprOp::kLoad) loads->push_back(&e);
-  for (const Expr& a : e.args) CollectLoads(a, loads);
-}
-
 }  // namespace
 
 Affine Affine::Plus(const Affine& other) const {
@@ -431,6 +426,11 @@ absl::StatusOr<ComputeDag> BuildDag(const Workload& w) {
     result.stages.push_back(std::move(s));
   }
   return result;
+}
+
+void CollectLoads(const Expr& e, std::vector<const Expr*>* loads) {
+  if (e.op == ExprOp::kLoad) loads->push_back(&e);
+  for (const Expr& a : e.args) CollectLoads(a, loads);
 }
 
 bool NeedsMultiLevelTiling(const Stage& stage) {

@@ -115,6 +115,9 @@ struct ComputeDag {
 // The DAG of a valid workload.
 absl::StatusOr<ComputeDag> BuildDag(const Workload& w);
 
+// Appends the loads of `e` to `loads`, in evaluation order.
+void CollectLoads(const Expr& e, std::vector<const Expr*>* loads);
+
 // Ansor's rule: a stage with reduction axes in which some input is not
 // indexed by every spatial axis has data reuse and gets multi-level tiling.
 bool NeedsMultiLevelTiling(const Stage& stage);

@@ -236,8 +236,9 @@ class CudaStageLowering {
   }
 
   std::vector<Stmt> MultiLevel(int thread, std::vector<Stmt>* block_body) {
-    // Cache every body load; the loads of `post` (epilogue operands) read
-    // global memory once per output element.
+    // Cache every body load (multi-level stages have no guarded loads:
+    // padding is its own stage); the loads of `post` (epilogue operands)
+    // read global memory once per output element.
     std::vector<const Expr*> loads;
     CollectLoads(stage_.body, &loads);
     std::vector<SharedTile> tiles;
@@ -307,11 +308,6 @@ class CudaStageLowering {
     Stmt s;
     s.kind = StmtKind::kSync;
     return s;
-  }
-  static void CollectLoads(const Expr& e, std::vector<const Expr*>* loads) {
-    if (e.op == ExprOp::kSelect) return;  // guarded loads read global memory
-    if (e.op == ExprOp::kLoad) loads->push_back(&e);
-    for (const Expr& a : e.args) CollectLoads(a, loads);
   }
 
   const ComputeDag& dag_;

@@ -54,11 +54,6 @@ int64_t Footprint(const Expr& load, const std::vector<int64_t>& tile) {
   return elements;
 }
 
-void CollectLoads(const Expr& e, std::vector<const Expr*>* loads) {
-  if (e.op == ExprOp::kLoad) loads->push_back(&e);
-  for (const Expr& a : e.args) CollectLoads(a, loads);
-}
-
 }  // namespace
 
 const std::vector<std::string>& TargetKinds() {
