@@ -133,6 +133,71 @@ absl::Status Client::ExportRecords(const std::vector<int64_t>& task_ids,
   return FromGrpc(reader->Finish());
 }
 
+absl::StatusOr<tlm::v1::Session> Client::StartSession(
+    const tlm::v1::StartSessionRequest& request) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::Session session;
+  if (absl::Status s = FromGrpc(tuning_->StartSession(&context, request, &session)); !s.ok()) {
+    return s;
+  }
+  return session;
+}
+
+absl::StatusOr<tlm::v1::Session> Client::GetSession(int64_t session_id) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::GetSessionRequest request;
+  request.set_session_id(session_id);
+  tlm::v1::Session session;
+  if (absl::Status s = FromGrpc(tuning_->GetSession(&context, request, &session)); !s.ok()) {
+    return s;
+  }
+  return session;
+}
+
+absl::StatusOr<std::vector<tlm::v1::Session>> Client::ListSessions(int limit) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::ListSessionsRequest request;
+  request.set_limit(limit);
+  tlm::v1::ListSessionsResponse response;
+  if (absl::Status s = FromGrpc(tuning_->ListSessions(&context, request, &response)); !s.ok()) {
+    return s;
+  }
+  return std::vector<tlm::v1::Session>(response.sessions().begin(), response.sessions().end());
+}
+
+absl::Status Client::WatchSession(
+    int64_t session_id, const std::function<bool(const tlm::v1::Session&)>& on_session) {
+  grpc::ClientContext context;
+  tlm::v1::WatchSessionRequest request;
+  request.set_session_id(session_id);
+  std::unique_ptr<grpc::ClientReader<tlm::v1::Session>> reader =
+      tuning_->WatchSession(&context, request);
+  tlm::v1::Session session;
+  while (reader->Read(&session)) {
+    if (!on_session(session)) {
+      context.TryCancel();
+      reader->Finish();
+      return absl::OkStatus();
+    }
+  }
+  return FromGrpc(reader->Finish());
+}
+
+absl::StatusOr<tlm::v1::Session> Client::CancelSession(int64_t session_id) {
+  grpc::ClientContext context;
+  Prepare(context);
+  tlm::v1::CancelSessionRequest request;
+  request.set_session_id(session_id);
+  tlm::v1::Session session;
+  if (absl::Status s = FromGrpc(tuning_->CancelSession(&context, request, &session)); !s.ok()) {
+    return s;
+  }
+  return session;
+}
+
 absl::StatusOr<tlm::v1::ImportRecordsResponse> Client::ImportRecords(
     const std::vector<tlm::v1::Record>& records) {
   grpc::ClientContext context;

@@ -23,7 +23,7 @@ namespace tlm::client {
 // and message. UNAVAILABLE (the server cannot be reached) and
 // DEADLINE_EXCEEDED (it did not answer in time) also name the address.
 // Unary calls carry a deadline of call_timeout (default 30 s); the streams
-// (WatchTask, ExportRecords) have none.
+// (WatchTask, WatchSession, ExportRecords) have none.
 //
 // Thread-safe once constructed: calls may run concurrently from several
 // threads. set_call_timeout must not race with calls.
@@ -60,6 +60,13 @@ class Client {
   // all of them or none.
   absl::StatusOr<tlm::v1::ImportRecordsResponse> ImportRecords(
       const std::vector<tlm::v1::Record>& records);
+  absl::StatusOr<tlm::v1::Session> StartSession(const tlm::v1::StartSessionRequest& request);
+  absl::StatusOr<tlm::v1::Session> GetSession(int64_t session_id);
+  absl::StatusOr<std::vector<tlm::v1::Session>> ListSessions(int limit);
+  // As WatchTask: on_session for every update, on the calling thread.
+  absl::Status WatchSession(int64_t session_id,
+                            const std::function<bool(const tlm::v1::Session&)>& on_session);
+  absl::StatusOr<tlm::v1::Session> CancelSession(int64_t session_id);
   absl::StatusOr<tlm::v1::ServerStatus> GetStatus();
   absl::StatusOr<std::vector<tlm::v1::WorkerInfo>> ListWorkers();
 

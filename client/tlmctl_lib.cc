@@ -18,7 +18,6 @@
 #include "client/client.h"
 #include "client/format.h"
 #include "client/report.h"
-#include "client/scheduler.h"
 #include "client/workload_spec.h"
 #include "program/networks.h"
 #include "google/protobuf/util/json_util.h"
@@ -142,15 +141,17 @@ std::string CheckFlagValue(const FlagSpec& spec, const std::string& value) {
   return "";
 }
 
-// Parses a TASK_ID argument: a positive integer.
-bool ParseTaskId(Invocation& inv, const std::string& text, int64_t* task_id, int* exit_code) {
-  if (!absl::SimpleAtoi(text, task_id)) {
-    *exit_code = UsageError(*inv.console, absl::StrCat("TASK_ID: \"", text, "\" is not an integer"),
+// Parses an id argument (`what` is TASK_ID or SESSION_ID): a positive
+// integer.
+bool ParseId(Invocation& inv, const std::string& text, int64_t* id, int* exit_code,
+             const std::string& what = "TASK_ID") {
+  if (!absl::SimpleAtoi(text, id)) {
+    *exit_code = UsageError(*inv.console, absl::StrCat(what, ": \"", text, "\" is not an integer"),
                             inv.command->name);
     return false;
   }
-  if (*task_id < 1) {
-    *exit_code = UsageError(*inv.console, absl::StrCat("TASK_ID must be positive, got ", *task_id),
+  if (*id < 1) {
+    *exit_code = UsageError(*inv.console, absl::StrCat(what, " must be positive, got ", *id),
                             inv.command->name);
     return false;
   }
@@ -162,7 +163,7 @@ bool ParseTaskId(Invocation& inv, const std::string& text, int64_t* task_id, int
 bool ParseTaskIds(Invocation& inv, std::vector<int64_t>* ids, int* exit_code) {
   for (const std::string& arg : inv.args) {
     int64_t id = 0;
-    if (!ParseTaskId(inv, arg, &id, exit_code)) return false;
+    if (!ParseId(inv, arg, &id, exit_code)) return false;
     ids->push_back(id);
   }
   return true;
@@ -276,154 +277,171 @@ int RunSubmit(Invocation& inv) {
   return SubmitOne(inv, RequestFromFlags(inv, *std::move(workload), 32), inv.Has("watch"));
 }
 
-// Waits for a task to end; returns it as it ended.
-absl::StatusOr<tlm::v1::Task> WaitForEnd(Client& client, int64_t task_id) {
-  tlm::v1::Task last;
-  absl::Status status = client.WatchTask(task_id, [&](const tlm::v1::TaskEvent& event) {
-    last = event.task();
+// One line per round: why its tasks were chosen.
+void PrintRound(Invocation& inv, const tlm::v1::Session& session, const tlm::v1::SessionRound& r) {
+  const std::string head = absl::StrCat("round ", r.index(), " (", r.measured_before(), "/",
+                                        session.request().budget(), " measurements): ");
+  if (r.why_size() > 1 && std::all_of(r.why().begin(), r.why().end(), [](const std::string& w) {
+        return absl::EndsWith(w, ": not measured yet");
+      })) {
+    inv.out() << head << r.why_size() << " tasks not measured yet\n";
+  } else {
+    for (const std::string& why : r.why()) inv.out() << head << why << "\n";
+  }
+  inv.out().flush();
+}
+
+// Where the wall time of a session's ended rounds went: worker seconds
+// spent building and running the programs measured in each round (results
+// stored between its start and its end), over the round's wall time.
+absl::StatusOr<std::string> RoundTimes(Client& client, const tlm::v1::Session& session) {
+  std::vector<int64_t> ids;
+  for (const tlm::v1::SessionTask& t : session.tasks()) {
+    if (t.task_id() > 0) ids.push_back(t.task_id());
+  }
+  std::vector<tlm::v1::Record> records;
+  if (absl::Status s =
+          client.ExportRecords(ids, [&](const tlm::v1::Record& r) { records.push_back(r); });
+      !s.ok()) {
+    return s;
+  }
+  std::vector<double> walls;
+  double wall = 0, build = 0, run = 0;
+  for (const tlm::v1::SessionRound& round : session.rounds()) {
+    if (round.ended_unix_ms() == 0) continue;
+    walls.push_back((round.ended_unix_ms() - round.started_unix_ms()) / 1e3);
+    wall += walls.back();
+    for (const tlm::v1::Record& r : records) {
+      if (r.measured_unix_ms() < round.started_unix_ms() ||
+          r.measured_unix_ms() > round.ended_unix_ms()) {
+        continue;
+      }
+      build += r.result().build_seconds();
+      run += r.result().run_seconds();
+    }
+  }
+  if (walls.empty() || wall <= 0) return std::string();
+  std::sort(walls.begin(), walls.end());
+  return absl::StrFormat(
+      "rounds: %d, wall time median %.2f s (max %.2f s); workers spent %.0f%% of it measuring "
+      "(build %.0f%%, check and time %.0f%%)\n",
+      walls.size(), walls[walls.size() / 2], walls.back(), 100 * (build + run) / wall,
+      100 * build / wall, 100 * run / wall);
+}
+
+// Follows a session to its end, printing each round as it starts; then a
+// table of untuned and best latency per task, the network's estimated
+// latency (sum of weight x best) before and after, and where the rounds'
+// time went.
+int FollowSession(Invocation& inv, Client& client, int64_t session_id) {
+  int printed = 0;
+  tlm::v1::Session last;
+  absl::Status watched = client.WatchSession(session_id, [&](const tlm::v1::Session& s) {
+    for (; printed < s.rounds_size(); ++printed) PrintRound(inv, s, s.rounds(printed));
+    last = s;
     return true;
   });
-  if (!status.ok()) return status;
-  return last;
-}
-
-// Best latency after each measurement of a task, in the order stored.
-absl::StatusOr<std::vector<double>> BestAfter(Client& client, int64_t task_id) {
-  std::vector<double> curve;
-  double best = 0;
-  absl::Status s = client.ExportRecords({task_id}, [&](const tlm::v1::Record& r) {
-    best = ImproveBest(best, r.result());
-    curve.push_back(best);
-  });
-  if (!s.ok()) return s;
-  return curve;
-}
-
-// Spends a network's measurement budget in rounds of `round` measurements,
-// each given to the task the scheduler expects the most end-to-end gain
-// from, until `budget` measurements are stored. Logs every choice.
-int Schedule(Invocation& inv, Client& client, const std::vector<program::NetworkTask>& tasks,
-             const std::vector<int64_t>& ids, int budget, int round) {
-  std::vector<ScheduledTask> state(tasks.size());
-  SchedulerOptions options;
-  options.window = round;
-  options.cap = std::max(round, budget / 2);
-  int last_choice = -1;
-  size_t last_count = 0;
-  for (int r = 1;; ++r) {
-    int measured = 0;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      absl::StatusOr<tlm::v1::Task> ended = WaitForEnd(client, ids[i]);
-      if (!ended.ok()) return Report(inv, ended.status());
-      absl::StatusOr<std::vector<double>> curve = BestAfter(client, ids[i]);
-      if (!curve.ok()) return Report(inv, curve.status());
-      const bool exhausted = state[i].exhausted ||
-                             (static_cast<int>(i) == last_choice && curve->size() == last_count);
-      state[i] = {tasks[i].name, tasks[i].weight, *std::move(curve), exhausted};
-      measured += state[i].best_after.size();
-    }
-    if (measured >= budget) break;
-    const Choice choice = ChooseTask(state, options);
-    if (choice.index < 0) break;  // every task at its cap
-    inv.out() << "round " << r << " (" << measured << "/" << budget
-              << " measurements): " << choice.why << "\n";
-    inv.out().flush();
-    absl::StatusOr<tlm::v1::Task> extended =
-        client.ExtendTask(ids[choice.index], std::min(round, budget - measured));
-    if (!extended.ok()) return Report(inv, extended.status());
-    last_choice = choice.index;
-    last_count = state[choice.index].best_after.size();
-  }
-  return kExitOk;
-}
-
-// Tunes every distinct workload of a network: one task each (after a
-// one-trial task measuring its untuned schedule, unless --no-baseline),
-// with --budget spent in scheduled rounds; then a table of untuned and best
-// latencies and the network's estimated latency (sum of weight x best)
-// before and after.
-int TuneNetwork(Invocation& inv, const std::string& network) {
-  absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
-  if (!tasks.ok()) return UsageError(*inv.console, std::string(tasks.status().message()), "tune");
-  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
-  if (!client.ok()) return Report(inv, client.status());
-  const bool baseline = !inv.Has("no-baseline");
-  const int budget = inv.Int32("budget", 0);
-  const int round = inv.Int32("round", 4);
-  if (budget < 0 || round < 1) {
-    return UsageError(*inv.console, "--budget must not be negative and --round must be positive",
-                      "tune");
-  }
-  std::vector<int64_t> ids, baseline_ids;
-  for (const program::NetworkTask& t : *tasks) {
-    tlm::v1::SubmitTaskRequest request =
-        RequestFromFlags(inv, program::WorkloadToProto(t.workload), 16);
-    if (budget > 0) request.set_num_trials(round);
-    request.set_name(absl::StrCat(network, "/", t.name));
-    if (baseline) {
-      tlm::v1::SubmitTaskRequest untuned = request;
-      untuned.set_sampler("default");
-      untuned.set_num_trials(1);
-      absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(untuned);
-      if (!task.ok()) return Report(inv, task.status());
-      baseline_ids.push_back(task->id());
-    }
-    absl::StatusOr<tlm::v1::Task> task = (*client)->SubmitTask(request);
-    if (!task.ok()) return Report(inv, task.status());
-    ids.push_back(task->id());
-  }
-  const std::string target = inv.String("target", "cpu");
-  inv.out() << "network " << network << ": " << ids.size() << " tasks submitted on " << target
-            << " (task ids " << ids.front() << "-" << ids.back()
-            << (baseline ? ", each with its untuned schedule measured first" : "") << ")\n";
-  if (budget > 0) {
-    if (int code = Schedule(inv, **client, *tasks, ids, budget, round); code != kExitOk) {
-      return code;
-    }
-  }
+  if (!watched.ok()) return Report(inv, watched);
+  const std::string& name = last.request().name();
+  inv.out() << "session " << last.id() << " " << absl::AsciiStrToLower(absl::StripPrefix(
+                                                       tlm::v1::SessionState_Name(last.state()),
+                                                       "SESSION_STATE_"))
+            << ": " << last.message() << "\n";
   inv.out() << absl::StrFormat("%-6s %-34s %6s %8s %12s %12s %12s %9s\n", "task", "workload",
                                "weight", "trials", "untuned", "best", "GFLOP/s", "speedup");
-  double network_seconds = 0, untuned_seconds = 0;
-  int measured = 0, untuned_measured = 0;
-  bool all_succeeded = true;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const program::NetworkTask& t = (*tasks)[i];
-    double untuned = 0;
-    if (baseline) {
-      absl::StatusOr<tlm::v1::Task> base = WaitForEnd(**client, baseline_ids[i]);
-      if (!base.ok()) return Report(inv, base.status());
-      untuned = base->best_seconds();
+  for (const tlm::v1::SessionTask& t : last.tasks()) {
+    tlm::v1::Task tuned, untuned;
+    for (auto [id, out] : {std::pair<int64_t, tlm::v1::Task*>{t.task_id(), &tuned},
+                           std::pair<int64_t, tlm::v1::Task*>{t.untuned_task_id(), &untuned}}) {
+      if (id == 0) continue;
+      absl::StatusOr<tlm::v1::Task> got = client.GetTask(id);
+      if (!got.ok()) return Report(inv, got.status());
+      *out = *std::move(got);
     }
-    absl::StatusOr<tlm::v1::Task> last = WaitForEnd(**client, ids[i]);
-    if (!last.ok()) return Report(inv, last.status());
-    const double best = last->best_seconds();
-    all_succeeded &= last->state() == tlm::v1::TASK_STATE_SUCCEEDED;
-    if (best > 0) {
-      network_seconds += static_cast<double>(t.weight) * best;
-      ++measured;
-    }
-    if (untuned > 0) {
-      untuned_seconds += static_cast<double>(t.weight) * untuned;
-      ++untuned_measured;
-    }
-    const std::string gflops = FormatGflops(program::WorkloadFlops(t.workload), best);
+    const double best = tuned.best_seconds(), before = untuned.best_seconds();
+    const std::string gflops = FormatGflops(WorkloadFlops(t.workload()), best);
     inv.out() << absl::StrFormat(
-        "%-6d %-34s %6d %8s %12s %12s %12s %9s\n", ids[i], t.name, t.weight,
-        absl::StrCat(last->trials_done(), "/", last->num_trials()),
-        untuned > 0 ? FormatSeconds(untuned) : "-", best > 0 ? FormatSeconds(best) : "-",
+        "%-6s %-34s %6d %8s %12s %12s %12s %9s\n",
+        t.task_id() > 0 ? absl::StrCat(t.task_id()) : "-", t.name(), t.weight(),
+        absl::StrCat(tuned.trials_done(), "/", tuned.num_trials()), FormatSeconds(before),
+        FormatSeconds(best),
         gflops.empty() ? "-" : std::string(absl::StripSuffix(gflops, " GFLOP/s")),
-        best > 0 && untuned > 0 ? absl::StrFormat("%.1fx", untuned / best) : "-");
-    inv.out().flush();
+        best > 0 && before > 0 ? absl::StrFormat("%.1fx", before / best) : "-");
   }
-  inv.out() << "estimated latency of " << network << ": " << FormatSeconds(network_seconds)
-            << " (sum of weight x best over " << measured << " of " << ids.size()
-            << " tasks)\n";
-  if (baseline && untuned_measured == static_cast<int>(ids.size()) &&
-      measured == static_cast<int>(ids.size())) {
-    inv.out() << "untuned schedules: " << FormatSeconds(untuned_seconds) << "; tuned is "
-              << absl::StrFormat("%.1fx", untuned_seconds / network_seconds) << " faster\n";
+  inv.out() << "estimated latency of " << name << ": " << FormatSeconds(last.estimated_seconds())
+            << " (sum of weight x best over " << last.tasks_measured() << " of "
+            << last.tasks_size() << " tasks, " << last.measured() << " measurements)\n";
+  if (last.untuned_seconds() > 0 && last.tasks_measured() == last.tasks_size()) {
+    inv.out() << "untuned schedules: " << FormatSeconds(last.untuned_seconds()) << "; tuned is "
+              << absl::StrFormat("%.1fx", last.untuned_seconds() / last.estimated_seconds())
+              << " faster\n";
   }
-  return all_succeeded ? kExitOk : kExitFailed;
+  absl::StatusOr<std::string> times = RoundTimes(client, last);
+  if (!times.ok()) return Report(inv, times.status());
+  inv.out() << *times;
+  return last.state() == tlm::v1::SESSION_STATE_SUCCEEDED ? kExitOk : kExitFailed;
+}
+
+// Tunes every distinct workload of a network in one session on tlmd: with
+// --budget, measurements go in rounds to the tasks the scheduler picks;
+// without, every task gets --trials in one round.
+int TuneNetwork(Invocation& inv, const std::string& network) {
+  if (absl::StatusOr<std::vector<program::NetworkTask>> known = program::NetworkTasks(network);
+      !known.ok()) {
+    return UsageError(*inv.console, std::string(known.status().message()), "tune");
+  }
+  const int trials = inv.Int32("trials", 16);
+  const int budget = inv.Int32("budget", 0);
+  const int round = inv.Int32("round", budget > 0 ? 16 : trials);
+  const int tasks_per_round = inv.Int32("tasks-per-round", 1);
+  if (budget < 0 || round < 1 || trials < 1 || tasks_per_round < 1) {
+    return UsageError(*inv.console,
+                      "--budget must not be negative; --round, --trials and --tasks-per-round "
+                      "must be positive",
+                      "tune");
+  }
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  const tlm::v1::SubmitTaskRequest flags = RequestFromFlags(inv, {}, trials);
+  tlm::v1::StartSessionRequest request;
+  request.set_name(flags.name());
+  request.set_network(network);
+  *request.mutable_target() = flags.target();
+  request.set_sampler(flags.sampler());
+  request.set_seed(flags.seed());
+  *request.mutable_measure() = flags.measure();
+  request.set_trials_per_round(round);
+  request.set_tasks_per_round(tasks_per_round);
+  request.set_measure_untuned(!inv.Has("no-baseline"));
+  if (budget > 0) {
+    request.set_budget(budget);
+  } else {
+    absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(network);
+    request.set_budget(trials * static_cast<int>(tasks->size()));
+  }
+  absl::StatusOr<tlm::v1::Session> session = (*client)->StartSession(request);
+  if (!session.ok()) return Report(inv, session.status());
+  inv.out() << "session " << session->id() << ": network " << network << ", "
+            << session->tasks_size() << " tasks on " << TargetLabel(session->request().target())
+            << ", budget " << session->request().budget() << " measurements in rounds of "
+            << session->request().trials_per_round() << " per task"
+            << (session->request().measure_untuned()
+                    ? " (each workload's untuned schedule measured first)"
+                    : "")
+            << "\n";
+  return FollowSession(inv, **client, session->id());
+}
+
+int RunSession(Invocation& inv) {
+  int64_t id = 0;
+  if (int code = kExitOk; !ParseId(inv, inv.args[0], &id, &code, "SESSION_ID")) return code;
+  absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
+  if (!client.ok()) return Report(inv, client.status());
+  if (inv.Has("cancel")) {
+    absl::StatusOr<tlm::v1::Session> cancelled = (*client)->CancelSession(id);
+    if (!cancelled.ok()) return Report(inv, cancelled.status());
+  }
+  return FollowSession(inv, **client, id);
 }
 
 int RunTune(Invocation& inv) {
@@ -450,7 +468,7 @@ int RunTune(Invocation& inv) {
 int RunWatch(Invocation& inv) {
   int64_t task_id = 0;
   int code = kExitOk;
-  if (!ParseTaskId(inv, inv.args[0], &task_id, &code)) return code;
+  if (!ParseId(inv, inv.args[0], &task_id, &code)) return code;
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   return Watch(inv, **client, task_id);
@@ -459,7 +477,7 @@ int RunWatch(Invocation& inv) {
 int RunBest(Invocation& inv) {
   int64_t task_id = 0;
   int code = kExitOk;
-  if (!ParseTaskId(inv, inv.args[0], &task_id, &code)) return code;
+  if (!ParseId(inv, inv.args[0], &task_id, &code)) return code;
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   absl::StatusOr<tlm::v1::Task> task = (*client)->GetTask(task_id);
@@ -531,7 +549,7 @@ int RunList(Invocation& inv) {
 int RunCancel(Invocation& inv) {
   int64_t task_id = 0;
   int code = kExitOk;
-  if (!ParseTaskId(inv, inv.args[0], &task_id, &code)) return code;
+  if (!ParseId(inv, inv.args[0], &task_id, &code)) return code;
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   absl::StatusOr<tlm::v1::Task> task = (*client)->CancelTask(task_id);
@@ -704,19 +722,25 @@ const std::vector<Command>& Commands() {
        "tune a workload, or every workload of a network, and wait for the results",
        "Tune one workload and follow it to its end, e.g.\n"
        "  tlmctl tune conv2d_nchw N=1 C=64 H=56 W=56 F=64 KH=3 KW=3 P=1 --epilogue=bias,relu\n"
-       "or every distinct workload of a network, one task each, e.g.\n"
-       "  tlmctl tune --network=bert_base --trials=16\n"
-       "A network ends with a table of the untuned (measured first, one trial each) and\n"
+       "or every distinct workload of a network in one session on tlmd, e.g.\n"
+       "  tlmctl tune --network=bert_base --budget=1024\n"
+       "A session spends its budget in rounds: each round the task scheduler gives --round\n"
+       "more programs to the task expected to save the network the most (tasks never\n"
+       "measured first). It goes on on tlmd if tlmctl stops ('tlmctl session ID' follows it\n"
+       "again). It ends with a table of the untuned (measured first, one trial each) and\n"
        "the best latency per task, and the network's estimated latency (the sum of weight\n"
        "x best latency) before and after. Networks: bert_base, bert_tiny, gpt2,\n"
-       "gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if every task succeeds.",
+       "gpt2_decode, mobilenet_v2, resnet_50. Exits 0 only if the session succeeds.",
        {{"network", FlagType::kString, "NAME", "tune every workload of this network"},
         {"no-baseline", FlagType::kBool, "",
          "with --network: do not measure each workload's untuned schedule"},
         {"budget", FlagType::kInt32, "N",
-         "with --network: N measurements in all, given in rounds to the task expected to "
-         "gain the network the most (default 0: --trials for every task)"},
-        {"round", FlagType::kInt32, "K", "with --budget: measurements per round (default 4)"},
+         "with --network: N measurements in all, given in rounds to the tasks expected to "
+         "gain the network the most (default 0: --trials for every task, in one round)"},
+        {"round", FlagType::kInt32, "K",
+         "with --budget: programs per chosen task and round (default 16)"},
+        {"tasks-per-round", FlagType::kInt32, "N",
+         "with --budget: tasks chosen per round once each is measured (default 1)"},
         {"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,gelu"},
         {"target", FlagType::kString, "KIND", "target kind: cpu (default) or cuda"},
@@ -733,6 +757,16 @@ const std::vector<Command>& Commands() {
        0,
        1000,
        RunTune},
+      {"session",
+       "SESSION_ID",
+       "follow a network session until it ends",
+       "Follow a session started by 'tlmctl tune --network' (or a compiler): its rounds\n"
+       "from the first, then the per-task table and the network's estimated latency.\n"
+       "Exits 0 if the session succeeded.",
+       {{"cancel", FlagType::kBool, "", "cancel the session and its running tasks first"}},
+       1,
+       1,
+       RunSession},
       {"watch",
        "TASK_ID",
        "follow a task until it ends",

@@ -9,7 +9,7 @@ PACKAGES=(
   # rpc and serialization
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # core libraries
-  libabsl-dev libspdlog-dev libsqlite3-dev llvm-15-dev
+  libabsl-dev libspdlog-dev libsqlite3-dev llvm-15-dev libxgboost-dev
   # tensor language model (server and models only)
   libtorch-dev
   # benchmark baseline

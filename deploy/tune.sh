@@ -9,8 +9,10 @@
 # writes an HTML report; and stops both processes.
 #
 # Environment overrides: TLM_NETWORK (default bert_tiny), TLM_BUDGET
-# (measurements for the whole network, given in rounds of 4 by the task
-# scheduler; default 128), TLM_SAMPLER (tlm, random or evolutionary; default
+# (measurements for the whole network; default 128), TLM_ROUND (programs per
+# task and round: every workload gets one round first, then the task
+# scheduler gives each round to the workload expected to gain the network
+# the most; default 8), TLM_SAMPLER (tlm, random or evolutionary; default
 # tlm), TLM_PRETRAIN_STEPS (default 400); or TLM_WORKLOAD (e.g. "dense M=128
 # N=768 K=768") with TLM_EPILOGUE (e.g. "bias,relu") and TLM_TRIALS (default
 # 64) to tune one workload.
@@ -22,6 +24,7 @@ workload=${TLM_WORKLOAD:-}
 epilogue=${TLM_EPILOGUE:-}
 trials=${TLM_TRIALS:-64}
 budget=${TLM_BUDGET:-128}
+round=${TLM_ROUND:-8}
 sampler=${TLM_SAMPLER:-tlm}
 
 bash deploy/setup.sh
@@ -46,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin/server/tlmd" --listen=127.0.0.1:0 --port_file=var/tlmd.port --db=var/tlmd.db \
-  --model=var/model.tlm --finetune_every=16 >>var/tlmd.log 2>&1 &
+  --model=var/model.tlm --finetune_each_round >>var/tlmd.log 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s var/tlmd.port ] && break; sleep 0.1; done
 if [ ! -s var/tlmd.port ]; then
@@ -68,7 +71,7 @@ if [ -n "$workload" ]; then
   ctl tune $workload --epilogue="$epilogue" --trials="$trials" --sampler="$sampler" \
     --name=tune.sh || rc=$?
 else
-  ctl tune --network="$network" --budget="$budget" --sampler="$sampler" || rc=$?
+  ctl tune --network="$network" --budget="$budget" --round="$round" --sampler="$sampler" || rc=$?
 fi
 ctl report --out=var/report.html --title="tlmd: ${workload:-$network} on this machine"
 exit "$rc"

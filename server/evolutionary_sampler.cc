@@ -4,6 +4,10 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "spdlog/spdlog.h"
+
 namespace tlm::server {
 namespace {
 
@@ -14,93 +18,20 @@ constexpr double kRandomShare = 0.2;
 
 double Log2p1(double v) { return std::log2(v + 1); }
 
-// Solves a x = b (n x n, row-major) in place by Gaussian elimination with
-// partial pivoting; a is symmetric positive definite here.
-std::vector<double> Solve(std::vector<double> a, std::vector<double> b) {
-  const size_t n = b.size();
-  for (size_t c = 0; c < n; ++c) {
-    size_t pivot = c;
-    for (size_t r = c + 1; r < n; ++r) {
-      if (std::abs(a[r * n + c]) > std::abs(a[pivot * n + c])) pivot = r;
-    }
-    for (size_t k = 0; k < n; ++k) std::swap(a[c * n + k], a[pivot * n + k]);
-    std::swap(b[c], b[pivot]);
-    for (size_t r = c + 1; r < n; ++r) {
-      const double f = a[r * n + c] / a[c * n + c];
-      for (size_t k = c; k < n; ++k) a[r * n + k] -= f * a[c * n + k];
-      b[r] -= f * b[c];
-    }
-  }
-  std::vector<double> x(n);
-  for (size_t i = n; i-- > 0;) {
-    double s = b[i];
-    for (size_t k = i + 1; k < n; ++k) s -= a[i * n + k] * x[k];
-    x[i] = s / a[i * n + i];
-  }
-  return x;
-}
-
 }  // namespace
 
 std::vector<double> ProgramFeatures(const program::Sketch& sketch,
                                     const std::vector<int64_t>& decisions) {
   std::vector<double> f;
-  for (int64_t v : decisions) {
-    const double x = Log2p1(v);
-    f.push_back(x);
-    f.push_back(x * x);
-  }
+  for (int64_t v : decisions) f.push_back(Log2p1(v));
   for (const program::StageSchedule& stage : sketch.Schedules(decisions)) {
     double volume = 0;
     for (const std::vector<int64_t>& levels : stage.factors) {
       for (size_t l = 1; l < levels.size(); ++l) volume += std::log2(double(levels[l]));
     }
     f.push_back(volume);
-    f.push_back(volume * volume);
   }
   return f;
-}
-
-void LinearCostModel::Add(std::vector<double> features, double log_seconds) {
-  rows_.push_back(std::move(features));
-  targets_.push_back(log_seconds);
-  dirty_ = true;
-}
-
-void LinearCostModel::Fit() {
-  if (!dirty_ || rows_.empty()) return;
-  dirty_ = false;
-  const size_t n = rows_.size(), d = rows_[0].size();
-  mean_.assign(d, 0);
-  scale_.assign(d, 0);
-  for (const auto& r : rows_) {
-    for (size_t j = 0; j < d; ++j) mean_[j] += r[j] / n;
-  }
-  for (const auto& r : rows_) {
-    for (size_t j = 0; j < d; ++j) scale_[j] += (r[j] - mean_[j]) * (r[j] - mean_[j]) / n;
-  }
-  for (double& s : scale_) s = s > 1e-12 ? std::sqrt(s) : 1.0;
-  bias_ = 0;
-  for (double t : targets_) bias_ += t / n;
-  std::vector<double> a(d * d, 0), b(d, 0);
-  std::vector<double> z(d);
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = 0; j < d; ++j) z[j] = (rows_[i][j] - mean_[j]) / scale_[j];
-    for (size_t j = 0; j < d; ++j) {
-      b[j] += z[j] * (targets_[i] - bias_);
-      for (size_t k = 0; k < d; ++k) a[j * d + k] += z[j] * z[k];
-    }
-  }
-  for (size_t j = 0; j < d; ++j) a[j * d + j] += ridge_ * n + 1e-9;
-  weights_ = Solve(std::move(a), std::move(b));
-}
-
-double LinearCostModel::Predict(const std::vector<double>& features) const {
-  double y = bias_;
-  for (size_t j = 0; j < weights_.size() && j < features.size(); ++j) {
-    y += weights_[j] * (features[j] - mean_[j]) / scale_[j];
-  }
-  return y;
 }
 
 program::Program Mutate(const program::Sketch& sketch, const program::Program& parent,
@@ -150,7 +81,11 @@ std::vector<program::Program> EvolutionarySampler::Propose(
     model_.Add(ProgramFeatures(sketch_, p.decisions), worst_log_seconds_ + std::log(2.0));
   }
   failed_.clear();
-  model_.Fit();
+  if (absl::Status fitted = model_.Fit(); !fitted.ok()) {
+    spdlog::warn("evolutionary sampler: cost model did not fit, sampling at random: {}",
+                 fitted.ToString());
+    return random_.Propose(count, exclude);
+  }
 
   struct Scored {
     double predicted;
@@ -166,15 +101,23 @@ std::vector<program::Program> EvolutionarySampler::Propose(
   std::vector<Scored> offspring;
   for (int g = 0; g < kGenerations; ++g) {
     std::vector<Scored> born;
+    std::vector<std::vector<double>> features;
     for (int i = 0; i < kOffspringPerGeneration; ++i) {
       const Scored& parent =
           elite[std::uniform_int_distribution<size_t>(0, elite.size() - 1)(rng_)];
       program::Program child = Mutate(sketch_, parent.program, rng_);
       std::string hash = program::ProgramHash(child);
       if (exclude.contains(hash) || !offspring_hashes.insert(std::move(hash)).second) continue;
-      const double predicted = model_.Predict(ProgramFeatures(sketch_, child.decisions));
-      born.push_back({predicted, child});
+      features.push_back(ProgramFeatures(sketch_, child.decisions));
+      born.push_back({0, std::move(child)});
     }
+    absl::StatusOr<std::vector<double>> predicted = model_.PredictMany(features);
+    if (!predicted.ok()) {
+      spdlog::warn("evolutionary sampler: cost model did not predict, sampling at random: {}",
+                   predicted.status().ToString());
+      return random_.Propose(count, exclude);
+    }
+    for (size_t i = 0; i < born.size(); ++i) born[i].predicted = (*predicted)[i];
     offspring.insert(offspring.end(), born.begin(), born.end());
     elite.insert(elite.end(), born.begin(), born.end());
     std::sort(elite.begin(), elite.end(),

@@ -11,36 +11,16 @@
 #include <vector>
 
 #include "program/program.h"
+#include "server/cost_model.h"
 #include "server/sampler.h"
 
 namespace tlm::server {
 
-// Features of a program for the cost model: per decision log2(value + 1)
-// and its square, per stage log2 of the tile volume (product of the factors
-// of levels >= 1) and its square, and a constant.
+// Features of a program for the cost model, one row of fixed width per
+// sketch: per decision log2(value + 1), then per stage log2 of its tile
+// volume (the product of the factors of levels >= 1 over all its axes).
 std::vector<double> ProgramFeatures(const program::Sketch& sketch,
                                     const std::vector<int64_t>& decisions);
-
-// Ridge regression of log(seconds) on standardized features, refit from all
-// observations on demand. Not thread-safe.
-class LinearCostModel {
- public:
-  explicit LinearCostModel(double ridge = 1e-2) : ridge_(ridge) {}
-  void Add(std::vector<double> features, double log_seconds);
-  // Refits if observations arrived since the last fit.
-  void Fit();
-  // Predicted log(seconds); 0 before any observation.
-  double Predict(const std::vector<double>& features) const;
-  size_t size() const { return targets_.size(); }
-
- private:
-  double ridge_;
-  std::vector<std::vector<double>> rows_;
-  std::vector<double> targets_;
-  bool dirty_ = false;
-  std::vector<double> mean_, scale_, weights_;
-  double bias_ = 0;
-};
 
 // A copy of `parent` with one decision changed to another allowed value and
 // the later decisions kept where still allowed, redrawn otherwise: always
@@ -49,9 +29,12 @@ program::Program Mutate(const program::Sketch& sketch, const program::Program& p
                         std::mt19937_64& rng);
 
 // Until it has observed kWarmUp successful programs it samples at random;
-// then each Propose evolves the fastest measured programs for a few
-// generations by mutation, ranks the offspring with the cost model and
-// returns the best predicted, with a share drawn at random (exploration).
+// then each Propose refits the tree cost model on all measurements, evolves
+// the fastest measured programs for a few generations by mutation, ranks the
+// offspring by predicted log(seconds) and returns the best predicted, with a
+// share drawn at random (exploration). Failed programs are taught to the
+// model as twice as slow as the slowest success so far. When the model fails to fit
+// or predict, the error is logged and that Propose samples at random.
 class EvolutionarySampler : public Sampler {
  public:
   static constexpr int kWarmUp = 8;
@@ -66,7 +49,7 @@ class EvolutionarySampler : public Sampler {
   program::Sketch sketch_;
   std::mt19937_64 rng_;
   RandomSampler random_;
-  LinearCostModel model_;
+  TreeCostModel model_;
   // Measured programs: successes with their log(seconds), then failures.
   std::vector<std::pair<double, program::Program>> measured_;
   std::vector<program::Program> failed_;

@@ -73,6 +73,11 @@ void FineTuner::OnResult(const tlm::v1::MeasureResult& result) {
   ++pending_;
 }
 
+void FineTuner::RequestRound() {
+  absl::MutexLock lock(&mu_);
+  requested_ = true;
+}
+
 int64_t FineTuner::rounds() const {
   absl::MutexLock lock(&mu_);
   return rounds_;
@@ -84,11 +89,14 @@ void FineTuner::Loop() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](FineTuner* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->mu_) {
-            return f->stop_ || f->pending_ >= f->options_.results_per_round;
+            return f->stop_ || f->requested_ ||
+                   (f->options_.results_per_round > 0 &&
+                    f->pending_ >= f->options_.results_per_round);
           },
           this));
       if (stop_) return;
       pending_ = 0;
+      requested_ = false;
     }
     if (absl::Status s = RunRound(); !s.ok()) {
       spdlog::error("fine-tuning round skipped: {}", s.ToString());

@@ -22,14 +22,16 @@ namespace tlm::server {
 // (failures are never in it), in order of the oldest task.
 absl::StatusOr<std::vector<program::Program>> BestPrograms(Store& store);
 
-// After every `results_per_round` successful results, fine-tunes a copy of
-// the model in use on BestPrograms on a background thread (one round at a
-// time; results arriving meanwhile count towards the next) and writes it to
+// After every `results_per_round` successful results, and whenever a round
+// is requested (a session's round ended), fine-tunes a copy of the model in
+// use on BestPrograms on a background thread (one round at a time; results
+// and requests arriving meanwhile count towards the next) and writes it to
 // `checkpoint_path` atomically, from where tlmd's CheckpointWatcher
 // publishes it. The model in use keeps serving throughout.
 class FineTuner {
  public:
   struct Options {
+    // 0: only requested rounds.
     int results_per_round = 64;
     models::TrainOptions train;  // see the constructor for the defaults used
     std::string checkpoint_path;
@@ -46,6 +48,9 @@ class FineTuner {
 
   // Counts a stored result. Thread-safe and quick.
   void OnResult(const tlm::v1::MeasureResult& result);
+  // Asks for a round as soon as the one in progress (if any) is done; one
+  // pending request at most. Thread-safe and quick.
+  void RequestRound();
   // Rounds that wrote a checkpoint so far.
   int64_t rounds() const;
 
@@ -58,6 +63,7 @@ class FineTuner {
   const Options options_;
   mutable absl::Mutex mu_;
   int pending_ ABSL_GUARDED_BY(mu_) = 0;  // successful results since the last round began
+  bool requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;

@@ -23,6 +23,7 @@
 #include "server/auth.h"
 #include "server/dispatcher.h"
 #include "server/finetuner.h"
+#include "server/session_runner.h"
 #include "server/fleet_service.h"
 #include "server/model_commands.h"
 #include "server/sqlite_store.h"
@@ -57,6 +58,9 @@ ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0:
 ABSL_FLAG(int32_t, finetune_every, 0,
           "with --model: fine-tune the model on the best program of every workload after this many "
           "successful results, and write it over --model (0: never)");
+ABSL_FLAG(bool, finetune_each_round, false,
+          "with --model: fine-tune the model in the background whenever a session's round ends, "
+          "and write it over --model");
 ABSL_FLAG(int32_t, finetune_steps, 100, "optimizer steps of one fine-tuning round");
 
 namespace tlm::server {
@@ -91,6 +95,9 @@ std::string CheckFlags() {
   if (absl::GetFlag(FLAGS_finetune_every) < 0) bad("--finetune_every must not be negative");
   if (absl::GetFlag(FLAGS_finetune_every) > 0 && absl::GetFlag(FLAGS_model).empty()) {
     bad("--finetune_every needs --model (the checkpoint it fine-tunes and rewrites)");
+  }
+  if (absl::GetFlag(FLAGS_finetune_each_round) && absl::GetFlag(FLAGS_model).empty()) {
+    bad("--finetune_each_round needs --model (the checkpoint it fine-tunes and rewrites)");
   }
   if (absl::GetFlag(FLAGS_finetune_steps) < 1) bad("--finetune_steps must be at least 1");
   if (spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)) == spdlog::level::off &&
@@ -138,7 +145,8 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
   AddTlmSampler(samplers, &model, generate);
 
   std::unique_ptr<FineTuner> finetuner;
-  if (absl::GetFlag(FLAGS_finetune_every) > 0 && !absl::GetFlag(FLAGS_model).empty()) {
+  if ((absl::GetFlag(FLAGS_finetune_every) > 0 || absl::GetFlag(FLAGS_finetune_each_round)) &&
+      !absl::GetFlag(FLAGS_model).empty()) {
     FineTuner::Options o;
     o.results_per_round = absl::GetFlag(FLAGS_finetune_every);
     o.train.steps = absl::GetFlag(FLAGS_finetune_steps);
@@ -154,14 +162,26 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
       finetuner->OnResult(r);
     };
   }
+  std::unique_ptr<SessionRunner> sessions;
+  tuner_options.on_ended = [&sessions](int64_t task_id) {
+    if (sessions != nullptr) sessions->TaskEnded(task_id);
+  };
   tuner = std::make_unique<Tuner>(store->get(), &dispatcher, tuner_options);
+  SessionRunner::Options session_options;
+  if (finetuner != nullptr && absl::GetFlag(FLAGS_finetune_each_round)) {
+    session_options.on_round_end = [&finetuner](int64_t, const tlm::v1::SessionRound&) {
+      finetuner->RequestRound();
+    };
+  }
+  sessions = std::make_unique<SessionRunner>(store->get(), tuner.get(), session_options);
   if (absl::Status s = tuner->Resume(); !s.ok()) {
     spdlog::critical("cannot resume the stored tasks: {}", s.ToString());
     return 1;
   }
+  sessions->Start();
   dispatcher.Start();
 
-  TuningService tuning(tuner.get(), store->get());
+  TuningService tuning(tuner.get(), sessions.get(), store->get());
   FleetService fleet(&dispatcher);
   AdminService admin(store->get(), &dispatcher, kVersion, started_ms);
   grpc::ServerBuilder builder;
@@ -192,6 +212,7 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
   sigwait(&signals, &signal_number);
   spdlog::info("received {}; shutting down", strsignal(signal_number));
 
+  sessions->Stop();
   tuner->StopAccepting();
   const absl::Time drain_deadline =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));

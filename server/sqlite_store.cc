@@ -85,6 +85,17 @@ CREATE TABLE measurement_repeats (
   PRIMARY KEY (measurement_id, idx)
 ) WITHOUT ROWID;
 )sql",
+    // Version 2: sessions (a network tuned in rounds within one budget).
+    R"sql(
+CREATE TABLE sessions (
+  id INTEGER PRIMARY KEY,
+  state INTEGER NOT NULL,        -- tlm.v1.SessionState
+  spec BLOB NOT NULL,            -- serialized tlm.v1.Session
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_state ON sessions (state, id);
+)sql",
 };
 constexpr int kKnownVersions = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersions == kSchemaVersion, "one migration per schema version");
@@ -251,6 +262,10 @@ std::string WorkloadKey(const tlm::v1::Workload& w) {
   return absl::StrCat(w.op(), " ", absl::StrJoin(parts, " "), " epilogue=",
                       w.epilogue().empty() ? "none" : absl::StrJoin(w.epilogue(), ","),
                       " dtype=", tlm::v1::DType_Name(dtype));
+}
+
+absl::Status SessionNotFound(int64_t session_id) {
+  return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
 }
 
 absl::Status TaskNotFound(int64_t task_id) {
@@ -751,6 +766,73 @@ absl::StatusOr<StoreCounts> SqliteStore::Counts() {
     return absl::InternalError("counting the dataset returned no row");
   }
   return StoreCounts{q.Int(0), q.Int(1), q.Int(2)};
+}
+
+absl::StatusOr<int64_t> SqliteStore::CreateSession(const tlm::v1::Session& session) {
+  absl::MutexLock lock(&mu_);
+  Statement insert(db_.get(),
+                   "INSERT INTO sessions (state, spec, created_ms, updated_ms) VALUES (?, ?, ?, ?)");
+  insert.Bind(int64_t{session.state()})
+      .BindBlob(session.SerializeAsString())
+      .Bind(session.created_unix_ms())
+      .Bind(session.updated_unix_ms());
+  if (absl::Status s = insert.Run(); !s.ok()) return s;
+  return sqlite3_last_insert_rowid(db_.get());
+}
+
+absl::Status SqliteStore::UpdateSession(const tlm::v1::Session& session) {
+  absl::MutexLock lock(&mu_);
+  Statement update(db_.get(), "UPDATE sessions SET state = ?, spec = ?, updated_ms = ? WHERE id = ?");
+  update.Bind(int64_t{session.state()})
+      .BindBlob(session.SerializeAsString())
+      .Bind(session.updated_unix_ms())
+      .Bind(session.id());
+  if (absl::Status s = update.Run(); !s.ok()) return s;
+  if (sqlite3_changes(db_.get()) == 0) return SessionNotFound(session.id());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<tlm::v1::Session>> SqliteStore::QuerySessions(
+    const std::string& where, const std::vector<int64_t>& args) {
+  Statement q(db_.get(), absl::StrCat("SELECT id, spec FROM sessions ", where));
+  for (int64_t a : args) q.Bind(a);
+  std::vector<tlm::v1::Session> sessions;
+  while (q.Step()) {
+    tlm::v1::Session& session = sessions.emplace_back();
+    if (!session.ParseFromString(q.Blob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("dataset ", path_, ": session ", q.Int(0), " is not readable"));
+    }
+    session.set_id(q.Int(0));
+  }
+  if (!q.status().ok()) return q.status();
+  return sessions;
+}
+
+absl::StatusOr<tlm::v1::Session> SqliteStore::GetSession(int64_t session_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<tlm::v1::Session>> found =
+      QuerySessions("WHERE id = ?", {session_id});
+  if (!found.ok()) return found.status();
+  if (found->empty()) return SessionNotFound(session_id);
+  return std::move(found->front());
+}
+
+absl::StatusOr<std::vector<tlm::v1::Session>> SqliteStore::ListSessions(
+    int limit, const std::vector<tlm::v1::SessionState>& states) {
+  absl::MutexLock lock(&mu_);
+  std::vector<int64_t> args;
+  std::string where;
+  if (!states.empty()) {
+    std::vector<std::string> placeholders;
+    for (tlm::v1::SessionState s : states) {
+      args.push_back(s);
+      placeholders.push_back("?");
+    }
+    where = absl::StrCat("WHERE state IN (", absl::StrJoin(placeholders, ", "), ") ");
+  }
+  args.push_back(limit > 0 ? limit : -1);  // a negative LIMIT means none
+  return QuerySessions(absl::StrCat(where, "ORDER BY id DESC LIMIT ?"), args);
 }
 
 }  // namespace tlm::server

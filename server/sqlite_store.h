@@ -15,7 +15,7 @@ struct sqlite3;
 namespace tlm::server {
 
 // Schema version this code writes; Open migrates older files up to it.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // Closes a SQLite connection (the deleter of SqliteStore's connection).
 struct SqliteConnectionCloser {
@@ -61,6 +61,11 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<StoredProgram>> ListUnmeasuredPrograms(int64_t task_id) override;
   absl::StatusOr<std::vector<std::string>> ProgramHashes(int64_t task_id) override;
   absl::StatusOr<StoreCounts> Counts() override;
+  absl::StatusOr<int64_t> CreateSession(const tlm::v1::Session& session) override;
+  absl::Status UpdateSession(const tlm::v1::Session& session) override;
+  absl::StatusOr<tlm::v1::Session> GetSession(int64_t session_id) override;
+  absl::StatusOr<std::vector<tlm::v1::Session>> ListSessions(
+      int limit, const std::vector<tlm::v1::SessionState>& states) override;
 
  private:
   using Connection = std::unique_ptr<sqlite3, SqliteConnectionCloser>;
@@ -76,6 +81,10 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<tlm::v1::Trial>> QueryTrials(int64_t task_id, bool best_only)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckTaskExists(int64_t task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `where` (with ORDER BY and LIMIT) binds `args` in order.
+  absl::StatusOr<std::vector<tlm::v1::Session>> QuerySessions(const std::string& where,
+                                                              const std::vector<int64_t>& args)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   const int schema_version_;

@@ -91,6 +91,19 @@ class Store {
   virtual absl::StatusOr<std::vector<std::string>> ProgramHashes(int64_t task_id) = 0;
   // Rows in the whole dataset.
   virtual absl::StatusOr<StoreCounts> Counts() = 0;
+
+  // Stores a new session as given (its id field is ignored) and returns its
+  // id.
+  virtual absl::StatusOr<int64_t> CreateSession(const tlm::v1::Session& session) = 0;
+  // Replaces the stored session of the same id. NOT_FOUND "session 3 not
+  // found".
+  virtual absl::Status UpdateSession(const tlm::v1::Session& session) = 0;
+  // NOT_FOUND "session 3 not found".
+  virtual absl::StatusOr<tlm::v1::Session> GetSession(int64_t session_id) = 0;
+  // At most `limit` sessions (no limit when <= 0), newest first; an empty
+  // `states` means every state.
+  virtual absl::StatusOr<std::vector<tlm::v1::Session>> ListSessions(
+      int limit, const std::vector<tlm::v1::SessionState>& states) = 0;
 };
 
 }  // namespace tlm::server

@@ -241,6 +241,14 @@ absl::StatusOr<tlm::v1::Task> Tuner::Extend(int64_t task_id, int32_t more_trials
   return store_->GetTask(task_id);
 }
 
+absl::Status Tuner::Check(const tlm::v1::SubmitTaskRequest& request) const {
+  if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
+  absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
+  if (!workload.ok()) return workload.status();
+  return samplers_.Make(request.sampler(), *workload, request.target().kind(), request.seed())
+      .status();
+}
+
 absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) {
   if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
   if (request.sampler().empty()) request.set_sampler(samplers_.names().front());
@@ -334,6 +342,7 @@ void Tuner::Finish(int64_t task_id, tlm::v1::TaskState state, const std::string&
                  message.empty() ? "" : "; ", message);
   }
   active_.erase(it);
+  if (options_.on_ended) options_.on_ended(task_id);
 }
 
 void Tuner::Notify(ActiveTask& task, const tlm::v1::Task& snapshot, const tlm::v1::Trial* trial,

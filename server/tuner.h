@@ -83,6 +83,9 @@ class Tuner {
     // Called with every result once it is stored, under the tuner's lock:
     // it must be quick and must not call the tuner.
     std::function<void(const tlm::v1::MeasureResult&)> on_stored;
+    // Called with a task's id when it ends (any state), under the tuner's
+    // lock: it must be quick and must not call the tuner.
+    std::function<void(int64_t)> on_ended;
   };
 
   // `store` and `dispatcher` must outlive the tuner. The dispatcher's outcome
@@ -93,6 +96,9 @@ class Tuner {
   // without a result and continues sampling. Call once, before serving.
   absl::Status Resume();
 
+  // What Submit would refuse the request for (including its sampler),
+  // without storing anything.
+  absl::Status Check(const tlm::v1::SubmitTaskRequest& request) const;
   // Validates, stores and starts a task. UNAVAILABLE after StopAccepting.
   absl::StatusOr<tlm::v1::Task> Submit(tlm::v1::SubmitTaskRequest request);
   absl::StatusOr<tlm::v1::Task> Get(int64_t task_id);

@@ -21,6 +21,23 @@ grpc::Status CheckTaskId(int64_t task_id) {
   return grpc::Status::OK;
 }
 
+grpc::Status CheckSessionId(int64_t session_id) {
+  if (session_id < 1) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("session_id: must be a session id (1 or more), got ", session_id));
+  }
+  return grpc::Status::OK;
+}
+
+// What a watcher of a session is told about: a round starting or ending, or
+// the session ending.
+bool SessionMoved(const tlm::v1::Session& before, const tlm::v1::Session& now) {
+  if (before.state() != now.state() || before.rounds_size() != now.rounds_size()) return true;
+  return now.rounds_size() > 0 && before.rounds(before.rounds_size() - 1).ended_unix_ms() !=
+                                      now.rounds(now.rounds_size() - 1).ended_unix_ms();
+}
+
 template <typename T>
 grpc::Status Reply(absl::StatusOr<T> result, T* response) {
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -129,6 +146,63 @@ grpc::Status TuningService::ImportRecords(grpc::ServerContext*,
   while (reader->Read(&record)) records.push_back(std::move(record));
   return Reply(tlm::server::ImportRecords(*store_, records, absl::ToUnixMillis(absl::Now())),
                response);
+}
+
+grpc::Status TuningService::StartSession(grpc::ServerContext*,
+                                         const tlm::v1::StartSessionRequest* request,
+                                         tlm::v1::Session* response) {
+  return Reply(sessions_->StartSession(*request), response);
+}
+
+grpc::Status TuningService::GetSession(grpc::ServerContext*,
+                                       const tlm::v1::GetSessionRequest* request,
+                                       tlm::v1::Session* response) {
+  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  return Reply(sessions_->Get(request->session_id()), response);
+}
+
+grpc::Status TuningService::ListSessions(grpc::ServerContext*,
+                                         const tlm::v1::ListSessionsRequest* request,
+                                         tlm::v1::ListSessionsResponse* response) {
+  if (request->limit() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("limit: must not be negative, got ", request->limit()));
+  }
+  const int limit =
+      request->limit() == 0 ? kDefaultListLimit : std::min(request->limit(), kMaxListLimit);
+  absl::StatusOr<std::vector<tlm::v1::Session>> sessions = sessions_->List(limit);
+  if (!sessions.ok()) return ToGrpcStatus(sessions.status());
+  for (tlm::v1::Session& s : *sessions) *response->add_sessions() = std::move(s);
+  return grpc::Status::OK;
+}
+
+grpc::Status TuningService::WatchSession(grpc::ServerContext* context,
+                                         const tlm::v1::WatchSessionRequest* request,
+                                         grpc::ServerWriter<tlm::v1::Session>* writer) {
+  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  absl::StatusOr<tlm::v1::Session> last = sessions_->Get(request->session_id());
+  if (!last.ok()) return ToGrpcStatus(last.status());
+  if (!writer->Write(*last)) return grpc::Status::CANCELLED;
+  // Sessions move at the pace of measurements: looking a few times a second
+  // is prompt enough and costs one small read.
+  while (last->state() == tlm::v1::SESSION_STATE_RUNNING) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    if (closing_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "tlmd is shutting down");
+    absl::SleepFor(absl::Milliseconds(100));
+    absl::StatusOr<tlm::v1::Session> now = sessions_->Get(request->session_id());
+    if (!now.ok()) return ToGrpcStatus(now.status());
+    if (!SessionMoved(*last, *now)) continue;
+    last = *std::move(now);
+    if (!writer->Write(*last)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TuningService::CancelSession(grpc::ServerContext*,
+                                          const tlm::v1::CancelSessionRequest* request,
+                                          tlm::v1::Session* response) {
+  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  return Reply(sessions_->Cancel(request->session_id()), response);
 }
 
 }  // namespace tlm::server

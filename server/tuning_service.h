@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "server/session_runner.h"
 #include "server/store.h"
 #include "server/tuner.h"
 #include "tlm/v1/tuning.grpc.pb.h"
@@ -12,10 +13,11 @@ namespace tlm::server {
 
 class TuningService final : public tlm::v1::Tuning::Service {
  public:
-  // `tuner` and `store` must outlive the service.
-  TuningService(Tuner* tuner, Store* store) : tuner_(tuner), store_(store) {}
+  // `tuner`, `sessions` and `store` must outlive the service.
+  TuningService(Tuner* tuner, SessionRunner* sessions, Store* store)
+      : tuner_(tuner), sessions_(sessions), store_(store) {}
 
-  // Ends every WatchTask stream promptly (used at shutdown).
+  // Ends every WatchTask and WatchSession stream promptly (used at shutdown).
   void CloseStreams() { closing_ = true; }
 
   grpc::Status SubmitTask(grpc::ServerContext* context, const tlm::v1::SubmitTaskRequest* request,
@@ -38,9 +40,24 @@ class TuningService final : public tlm::v1::Tuning::Service {
   grpc::Status ImportRecords(grpc::ServerContext* context,
                              grpc::ServerReader<tlm::v1::Record>* reader,
                              tlm::v1::ImportRecordsResponse* response) override;
+  grpc::Status StartSession(grpc::ServerContext* context,
+                            const tlm::v1::StartSessionRequest* request,
+                            tlm::v1::Session* response) override;
+  grpc::Status GetSession(grpc::ServerContext* context, const tlm::v1::GetSessionRequest* request,
+                          tlm::v1::Session* response) override;
+  grpc::Status ListSessions(grpc::ServerContext* context,
+                            const tlm::v1::ListSessionsRequest* request,
+                            tlm::v1::ListSessionsResponse* response) override;
+  grpc::Status WatchSession(grpc::ServerContext* context,
+                            const tlm::v1::WatchSessionRequest* request,
+                            grpc::ServerWriter<tlm::v1::Session>* writer) override;
+  grpc::Status CancelSession(grpc::ServerContext* context,
+                             const tlm::v1::CancelSessionRequest* request,
+                             tlm::v1::Session* response) override;
 
  private:
   Tuner* const tuner_;
+  SessionRunner* const sessions_;
   Store* const store_;
   std::atomic<bool> closing_{false};
 };

@@ -119,13 +119,16 @@ TEST_CASE("tlmctl tune tunes every workload of a network on LLVM workers") {
                   "--seed=5"});
   INFO(ctl.out << ctl.err << cluster.Logs());
   CHECK(ctl.exit_code == 0);
-  CHECK_THAT(ctl.out, Catch::Contains("network bert_tiny: 8 tasks submitted on cpu"));
+  CHECK_THAT(ctl.out, Catch::Contains("session 1: network bert_tiny, 8 tasks on cpu, budget 16 "
+                                      "measurements in rounds of 2 per task"));
+  CHECK_THAT(ctl.out, Catch::Contains("round 1 (0/16 measurements): 8 tasks not measured yet"));
+  CHECK_THAT(ctl.out, Catch::Contains("session 1 succeeded: budget spent: 16 measurements"));
   for (const char* task : {"qkv", "attention_scores", "softmax", "attention_context",
                            "attention_output", "layer_norm", "ffn_up", "ffn_down"}) {
     CHECK_THAT(ctl.out, Catch::Contains(task));
   }
   CHECK_THAT(ctl.out, Catch::Contains("estimated latency of bert_tiny:"));
-  CHECK_THAT(ctl.out, Catch::Contains("over 8 of 8 tasks"));
+  CHECK_THAT(ctl.out, Catch::Contains("over 8 of 8 tasks, 16 measurements"));
   CHECK_THAT(ctl.out, Catch::Contains("untuned schedules: "));
   // Eight tuned tasks and eight one-trial baselines (the untuned schedule).
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 16);
@@ -256,9 +259,29 @@ TEST_CASE("tlmd pretrains a model, tunes with it, fine-tunes on the results and 
   CHECK_THAT(html, Catch::Contains("<title>tlm (task 1)</title>"));
   CHECK_THAT(html, Catch::Contains("<title>tlm (task 2)</title>"));
   CHECK_THAT(html, Catch::Contains("<title>evolutionary (task 3)</title>"));
+
+  // A session on the tiny network with the tiny model: each round's end
+  // starts a fine-tuning round in the background while the next round
+  // generates with the model in use.
+  REQUIRE(cluster.StopServer() == 0);
+  REQUIRE(cluster.StartServer({"--model=" + model, "--model_poll_s=0.1",
+                               "--finetune_each_round", "--finetune_steps=5"}));
+  cluster.StartWorker("w2", {"--backend=cpu"});
+  const CommandResult session = RunCommand(
+      {RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "tune",
+       "--network=bert_tiny", "--sampler=tlm", "--budget=20", "--round=2", "--no-baseline",
+       "--repeat=1", "--min-repeat-ms=1", "--seed=4"});
+  INFO(session.out << session.err);
+  CHECK(session.exit_code == 0);
+  CHECK_THAT(session.out, Catch::Contains("round 1 (0/20 measurements): 8 tasks not measured yet"));
+  CHECK_THAT(session.out, Catch::Contains("session 1 succeeded: budget spent: 20 measurements"));
+  // Round 1 leaves a best program for each of bert_tiny's 8 workloads, plus
+  // the one of the dense task above.
+  wait_for_log("fine-tuning round 1: 9 best programs, 5 steps");
+  CHECK_THAT(RunCommand({tlmd, "inspect", model}).out, Catch::Contains(": 9 programs, 5 steps"));
 }
 
-TEST_CASE("a network budget goes in rounds to the tasks the scheduler picks; tasks extend") {
+TEST_CASE("a session spends a network budget in rounds on tlmd; tasks extend") {
   Cluster cluster;
   REQUIRE(cluster.StartServer());
   cluster.StartWorker("w1", {"--backend=cpu"});
@@ -270,13 +293,30 @@ TEST_CASE("a network budget goes in rounds to the tasks the scheduler picks; tas
        "--min-repeat-ms=1", "--seed=3"});
   INFO(ctl.out << ctl.err << cluster.Logs());
   CHECK(ctl.exit_code == 0);
-  CHECK_THAT(ctl.out, Catch::Contains("round 1 (32/44 measurements): "));
-  CHECK_THAT(ctl.out, Catch::Contains("round 3 (40/44 measurements): "));
+  CHECK_THAT(ctl.out, Catch::Contains("round 1 (0/44 measurements): 8 tasks not measured yet"));
+  CHECK_THAT(ctl.out, Catch::Contains("round 2 (32/44 measurements): "));
+  CHECK_THAT(ctl.out, Catch::Contains("round 4 (40/44 measurements): "));
   CHECK_THAT(ctl.out, Catch::Contains("expected gain"));
+  CHECK_THAT(ctl.out, Catch::Contains("session 1 succeeded: budget spent: 44 measurements"));
   CHECK_THAT(ctl.out, Catch::Contains("estimated latency of bert_tiny:"));
+  CHECK_THAT(ctl.out, Catch::Contains("rounds: 4, wall time median "));
+  CHECK_THAT(ctl.out, Catch::Contains("% of it measuring (build "));
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 8);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM measurements") == 44);
   CHECK(QueryInt(cluster.db_path(), "SELECT MAX(num_trials) FROM tasks") >= 8);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM sessions WHERE state = 2") == 1);
+
+  // The session can be followed again later, from its first round.
+  const CommandResult again = RunCommand(
+      {RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "session", "1"});
+  INFO(again.out << again.err);
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.out, Catch::Contains("round 1 (0/44 measurements): 8 tasks not measured yet"));
+  CHECK_THAT(again.out, Catch::Contains("session 1 succeeded: budget spent: 44 measurements"));
+  const CommandResult missing = RunCommand(
+      {RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "session", "7"});
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Catch::Contains("session 7 not found"));
 
   // Extending: a succeeded task runs again; a cancelled one cannot.
   grpc::ClientContext extend_context;
@@ -407,6 +447,64 @@ TEST_CASE("SIGKILL of tlmd mid-task loses no stored result, and the task resumes
         before);
 }
 
+TEST_CASE("SIGKILL of tlmd mid-session loses no stored result, and the session resumes") {
+  Cluster cluster;
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w1");
+  REQUIRE(cluster.WaitForWorkers(1));
+  tlm::v1::StartSessionRequest request;
+  for (auto [name, size] : {std::pair{"a", 32}, std::pair{"b", 48}}) {
+    tlm::v1::SessionWorkload* w = request.add_workloads();
+    w->set_name(name);
+    *w->mutable_workload() = Dense(size, size, size);
+    w->set_weight(2);
+  }
+  request.mutable_target()->set_kind("cpu");
+  request.set_budget(24);
+  request.set_trials_per_round(4);
+  request.set_seed(9);
+  request.mutable_measure()->set_min_repeat_ms(30);
+  tlm::v1::Session started;
+  {
+    grpc::ClientContext context;
+    REQUIRE(cluster.tuning().StartSession(&context, request, &started).ok());
+  }
+  const std::string count = "SELECT COUNT(*) FROM measurements";
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (QueryInt(cluster.db_path(), count) < 10 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  cluster.server().Signal(SIGKILL);
+  REQUIRE(cluster.server().Wait(absl::Seconds(10)) == 128 + SIGKILL);
+  const int64_t stored = QueryInt(cluster.db_path(), count);
+  const std::string fingerprint =
+      "SELECT SUM(program_id * 7 + CAST(median_seconds * 1e9 AS INTEGER)) FROM measurements";
+  const int64_t before = QueryInt(cluster.db_path(), fingerprint);
+  INFO(cluster.Logs());
+  REQUIRE(stored >= 10);
+  REQUIRE(stored < 24);
+
+  REQUIRE(cluster.StartServer());
+  cluster.StartWorker("w2");
+  tlm::v1::Session session;
+  const absl::Time end = absl::Now() + absl::Seconds(120);
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    grpc::ClientContext context;
+    tlm::v1::GetSessionRequest get;
+    get.set_session_id(started.id());
+    REQUIRE(cluster.tuning().GetSession(&context, get, &session).ok());
+  } while (session.state() == tlm::v1::SESSION_STATE_RUNNING && absl::Now() < end);
+  INFO(session.DebugString());
+  REQUIRE(session.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
+  CHECK(session.measured() == 24);
+  CHECK(QueryInt(cluster.db_path(), count) == 24);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(DISTINCT program_id) FROM measurements") == 24);
+  CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == 2);
+  CHECK(QueryInt(cluster.db_path(), fingerprint + " WHERE id <= " + std::to_string(stored)) ==
+        before);
+}
+
 TEST_CASE("bad input is rejected naming the field and changes nothing") {
   Cluster cluster;
   REQUIRE(cluster.StartServer());
@@ -488,7 +586,7 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
   tlm::v1::ServerStatus server_status;
   REQUIRE(cluster.admin().GetStatus(&status_context, {}, &server_status).ok());
   CHECK(server_status.num_tasks() == 1);
-  CHECK(server_status.schema_version() == 1);
+  CHECK(server_status.schema_version() == 2);
 }
 
 TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
@@ -531,7 +629,7 @@ TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
 
   CommandResult status = RunCommand({ctl, server, "status"});
   CHECK(status.exit_code == 0);
-  CHECK_THAT(status.out, Catch::Contains("schema v1"));
+  CHECK_THAT(status.out, Catch::Contains("schema v2"));
   CHECK_THAT(status.out, Catch::Contains("tasks         2"));  // before the import below
   CommandResult workers = RunCommand({ctl, server, "workers"});
   CHECK_THAT(workers.out, Catch::Contains("w1"));

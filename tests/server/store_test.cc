@@ -94,20 +94,21 @@ std::string Pragma(const std::string& path, const std::string& sql) {
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
       sqlite3_step(stmt) == SQLITE_ROW) {
-    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    value = text != nullptr ? reinterpret_cast<const char*>(text) : "NULL";
   }
   sqlite3_finalize(stmt);
   sqlite3_close(db);
   return value;
 }
 
-TEST_CASE("a new file gets schema version 1 in WAL mode, in a created directory") {
+TEST_CASE("a new file gets schema version 2 in WAL mode, in a created directory") {
   TempDir dir;
   const std::string path = dir.file("nested/deeper/tlmd.db");
   auto store = SqliteStore::Open(path);
   REQUIRE(store.ok());
-  CHECK((*store)->schema_version() == 1);
-  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "1");
+  CHECK((*store)->schema_version() == 2);
+  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "2");
   CHECK(Pragma(path, "PRAGMA journal_mode") == "wal");
 }
 
@@ -141,6 +142,65 @@ TEST_CASE("reopening keeps tasks, programs and measurements") {
   CHECK(best.worker_id() == "w-1");
 }
 
+TEST_CASE("a version-1 file migrates to sessions and keeps its tasks") {
+  TempDir dir;
+  const std::string path = dir.file("v1.db");
+  int64_t task_id = 0;
+  {
+    auto store = SqliteStore::Open(path);
+    REQUIRE(store.ok());
+    task_id = (*store)->CreateTask(Request(16), 5).value().id();
+  }
+  // What a file written before sessions existed looks like.
+  Exec(path, "DROP TABLE sessions; UPDATE schema_version SET version = 1;");
+  REQUIRE(Pragma(path, "SELECT MAX(version) FROM schema_version") == "1");
+  auto store = SqliteStore::Open(path);
+  REQUIRE(store.ok());
+  CHECK((*store)->schema_version() == 2);
+  CHECK((*store)->GetTask(task_id).value().workload().params(0).value() == 16);
+  tlm::v1::Session session;
+  session.set_state(tlm::v1::SESSION_STATE_RUNNING);
+  CHECK((*store)->CreateSession(session).ok());
+}
+
+TEST_CASE("sessions are stored whole, replaced, listed newest first and filtered by state") {
+  TempDir dir;
+  auto store = SqliteStore::Open(dir.file("tlmd.db"));
+  REQUIRE(store.ok());
+  tlm::v1::Session session;
+  session.set_state(tlm::v1::SESSION_STATE_RUNNING);
+  session.mutable_request()->set_network("bert_tiny");
+  session.add_tasks()->set_name("qkv");
+  session.set_created_unix_ms(7);
+  const int64_t first = (*store)->CreateSession(session).value();
+  const int64_t second = (*store)->CreateSession(session).value();
+  CHECK(second == first + 1);
+
+  tlm::v1::Session got = (*store)->GetSession(first).value();
+  CHECK(got.id() == first);
+  CHECK(got.request().network() == "bert_tiny");
+  CHECK(got.tasks(0).name() == "qkv");
+  CHECK(got.created_unix_ms() == 7);
+
+  got.set_state(tlm::v1::SESSION_STATE_SUCCEEDED);
+  got.mutable_tasks(0)->set_task_id(12);
+  REQUIRE((*store)->UpdateSession(got).ok());
+  CHECK((*store)->GetSession(first).value().tasks(0).task_id() == 12);
+
+  std::vector<tlm::v1::Session> all = (*store)->ListSessions(0, {}).value();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].id() == second);
+  std::vector<tlm::v1::Session> running =
+      (*store)->ListSessions(0, {tlm::v1::SESSION_STATE_RUNNING}).value();
+  REQUIRE(running.size() == 1);
+  CHECK(running[0].id() == second);
+  CHECK((*store)->ListSessions(1, {}).value().size() == 1);
+
+  CHECK((*store)->GetSession(99).status().message() == "session 99 not found");
+  got.set_id(99);
+  CHECK(absl::IsNotFound((*store)->UpdateSession(got)));
+}
+
 TEST_CASE("a file from a newer schema is refused and left as it was") {
   TempDir dir;
   const std::string path = dir.file("future.db");
@@ -153,7 +213,7 @@ TEST_CASE("a file from a newer schema is refused and left as it was") {
   REQUIRE_FALSE(store.ok());
   CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(store.status().message()), Catch::Contains("schema version 99"));
-  CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 1"));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 2"));
   CHECK(Pragma(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'") == "0");
   CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "99");
   CHECK(ReadFile(path) == before);

@@ -12,16 +12,13 @@
 #include "server/dispatcher.h"
 #include "server/sampler.h"
 #include "server/sqlite_store.h"
+#include "tests/server/sim_core.h"
 
 namespace tlm::server {
 namespace {
 
-std::string TempDbPath() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  static int n = 0;
-  return std::string(dir != nullptr ? dir : "/tmp") + "/tuner_test_" + std::to_string(getpid()) +
-         "_" + std::to_string(++n) + ".db";
-}
+using testing::Core;
+using testing::TempDbPath;
 
 tlm::v1::SubmitTaskRequest DenseRequest(int64_t m, int64_t n, int64_t k, int trials) {
   tlm::v1::SubmitTaskRequest request;
@@ -31,54 +28,6 @@ tlm::v1::SubmitTaskRequest DenseRequest(int64_t m, int64_t n, int64_t k, int tri
   request.set_seed(1);
   return request;
 }
-
-// A server core without the network: store, dispatcher and tuner wired as in
-// tlmd's main, plus one simulated worker.
-struct Core {
-  explicit Core(const std::string& path, int window = 4) {
-    store = std::move(SqliteStore::Open(path).value());
-    dispatcher = std::make_unique<Dispatcher>(Dispatcher::Options{},
-                                              [this](const JobOutcome& o) { tuner->OnOutcome(o); });
-    Tuner::Options options;
-    options.window_per_task = window;
-    tuner = std::make_unique<Tuner>(store.get(), dispatcher.get(), options);
-  }
-
-  std::shared_ptr<WorkerSession> ConnectWorker(int credits, const std::string& kind = "cpu") {
-    tlm::v1::RegisterRequest reg;
-    reg.set_name("sim");
-    reg.mutable_capabilities()->mutable_target()->set_kind(kind);
-    reg.mutable_capabilities()->set_max_in_flight(credits);
-    std::shared_ptr<WorkerSession> session = dispatcher->Connect(reg).value();
-    dispatcher->Grant(session->worker_id(), credits);
-    return session;
-  }
-
-  // Answers every job the session holds with latency f(program text).
-  int Answer(WorkerSession& session, const std::function<double(const std::string&)>& latency,
-             int max_jobs = 1 << 30) {
-    int answered = 0;
-    while (answered < max_jobs) {
-      std::optional<tlm::v1::MeasureJob> job = session.NextJob(absl::Milliseconds(1));
-      if (!job.has_value()) break;
-      tlm::v1::JobResult result;
-      result.set_job_id(job->job_id());
-      result.set_lease_id(job->lease_id());
-      result.mutable_result()->set_error_kind(tlm::v1::ERROR_KIND_NONE);
-      const double s = latency(job->program().text());
-      result.mutable_result()->add_repeat_seconds(s);
-      result.mutable_result()->set_median_seconds(s);
-      REQUIRE(dispatcher->Complete(session.worker_id(), result));
-      dispatcher->Grant(session.worker_id(), 1);
-      ++answered;
-    }
-    return answered;
-  }
-
-  std::unique_ptr<SqliteStore> store;
-  std::unique_ptr<Tuner> tuner;
-  std::unique_ptr<Dispatcher> dispatcher;
-};
 
 double ByHash(const std::string& text) {
   return 1e-3 +

@@ -1,12 +1,16 @@
-#include "client/scheduler.h"
+#include "server/task_scheduler.h"
 
 #include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_format.h"
-#include "client/format.h"
 
-namespace tlm::client {
+namespace tlm::server {
+namespace {
+
+std::string Ms(double seconds) { return absl::StrFormat("%.4g ms", seconds * 1e3); }
+
+}  // namespace
 
 Choice ChooseTask(const std::vector<ScheduledTask>& tasks, const SchedulerOptions& o) {
   Choice best;
@@ -30,8 +34,7 @@ Choice ChooseTask(const std::vector<ScheduledTask>& tasks, const SchedulerOption
       why = absl::StrFormat(
           "%s: weight %d, best %s after %d, improved %s per measurement lately; expected gain %s "
           "per measurement",
-          t.name, t.weight, FormatSeconds(now), n, recent > 0 ? FormatSeconds(recent) : "nothing",
-          FormatSeconds(gain));
+          t.name, t.weight, Ms(now), n, recent > 0 ? Ms(recent) : "nothing", Ms(gain));
     }
     if (best.index < 0 || gain > best.gain || (gain == best.gain && n < best_count)) {
       best = {static_cast<int>(i), gain, why};
@@ -41,4 +44,4 @@ Choice ChooseTask(const std::vector<ScheduledTask>& tasks, const SchedulerOption
   return best;
 }
 
-}  // namespace tlm::client
+}  // namespace tlm::server

@@ -1,11 +1,11 @@
-#include "client/scheduler.h"
+#include "server/task_scheduler.h"
 
 #include <string>
 #include <vector>
 
 #include "catch2/catch.hpp"
 
-namespace tlm::client {
+namespace tlm::server {
 namespace {
 
 ScheduledTask Task(const std::string& name, int64_t weight, std::vector<double> best_after) {
@@ -37,7 +37,7 @@ TEST_CASE("recent improvement raises a task's gain") {
   REQUIRE(c.index == 1);
   // 0.5 * (3e-3 - 1.5e-3) / 2 + 0.5 * 1.5e-3 / 4 = 0.5625e-3 per measurement.
   REQUIRE(c.gain == Approx(0.5625e-3));
-  REQUIRE(c.why.find("improving: weight 1, best 1.500 ms after 4") == 0);
+  REQUIRE(c.why.find("improving: weight 1, best 1.5 ms after 4") == 0);
 }
 
 TEST_CASE("capped and exhausted tasks are not chosen; ties go to the less measured") {
@@ -56,4 +56,4 @@ TEST_CASE("capped and exhausted tasks are not chosen; ties go to the less measur
 }
 
 }  // namespace
-}  // namespace tlm::client
+}  // namespace tlm::server

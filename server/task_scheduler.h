@@ -1,13 +1,13 @@
-// The task scheduler of network tuning: which task gets the next
-// measurements, by expected end-to-end gain (the gradient idea of Ansor).
-#ifndef TLMD_CLIENT_SCHEDULER_H_
-#define TLMD_CLIENT_SCHEDULER_H_
+// The task scheduler of a session: which task gets the next measurements,
+// by expected end-to-end gain (the gradient idea of Ansor).
+#ifndef TLMD_SERVER_TASK_SCHEDULER_H_
+#define TLMD_SERVER_TASK_SCHEDULER_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace tlm::client {
+namespace tlm::server {
 
 struct ScheduledTask {
   std::string name;
@@ -37,6 +37,6 @@ struct Choice {
 // successful measurement goes first. Ties go to the less measured task.
 Choice ChooseTask(const std::vector<ScheduledTask>& tasks, const SchedulerOptions& options);
 
-}  // namespace tlm::client
+}  // namespace tlm::server
 
-#endif  // TLMD_CLIENT_SCHEDULER_H_
+#endif  // TLMD_SERVER_TASK_SCHEDULER_H_
