@@ -738,9 +738,10 @@ const std::vector<Command>& Commands() {
          "with --network: N measurements in all, given in rounds to the tasks expected to "
          "gain the network the most (default 0: --trials for every task, in one round)"},
         {"round", FlagType::kInt32, "K",
-         "with --budget: programs per chosen task and round (default 16)"},
+         "with --network: programs per chosen task and round (default 16 with --budget, "
+         "else --trials)"},
         {"tasks-per-round", FlagType::kInt32, "N",
-         "with --budget: tasks chosen per round once each is measured (default 1)"},
+         "with --network: tasks chosen per round once each is measured (default 1)"},
         {"epilogue", FlagType::kString, "LIST",
          "elementwise ops fused after the operator, in order, e.g. bias,gelu"},
         {"target", FlagType::kString, "KIND", "target kind: cpu (default) or cuda"},

@@ -338,7 +338,10 @@ size_t Choose(const float* logits, const std::vector<int64_t>& values,
               const std::vector<int32_t>& tokens, const GenerateOptions& o,
               std::mt19937_64& rng) {
   // Values without a token (never seen, beyond the number range) are drawn
-  // only when no allowed value has one, then uniformly.
+  // only when exploring or when no allowed value has one, then uniformly.
+  if (o.explore > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < o.explore) {
+    return std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng);
+  }
   std::vector<std::pair<double, size_t>> scored;
   for (size_t i = 0; i < values.size(); ++i) {
     if (tokens[i] >= 0) scored.emplace_back(logits[tokens[i]], i);

@@ -40,6 +40,11 @@ struct GenerateOptions {
   double temperature = 1.0;
   // Keep only the k most likely allowed values (0: all).
   int top_k = 0;
+  // Probability, per decision, of drawing uniformly among all allowed values
+  // instead of from the model: exploration that also reaches values the
+  // model has no token for (e.g. a factor above 1024, such as a large prime
+  // extent), which it otherwise never picks while another value has one.
+  double explore = 0;
   // Sequences decoded together.
   int batch_size = 64;
   // Reuse the keys and values of earlier positions (off only to check it).

@@ -55,6 +55,9 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(double, model_poll_s, 5, "how often to look for a replaced --model file");
 ABSL_FLAG(double, tlm_temperature, 1.0, "tlm sampler: sampling temperature (0: greedy)");
 ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0: all)");
+ABSL_FLAG(double, tlm_explore, 0.15,
+          "tlm sampler: probability per decision of a uniform draw among the allowed values "
+          "instead of the model's (reaches values the model has no token for)");
 ABSL_FLAG(int32_t, finetune_every, 0,
           "with --model: fine-tune the model on the best program of every workload after this many "
           "successful results, and write it over --model (0: never)");
@@ -92,6 +95,9 @@ std::string CheckFlags() {
   if (absl::GetFlag(FLAGS_model_poll_s) <= 0) bad("--model_poll_s must be positive");
   if (absl::GetFlag(FLAGS_tlm_temperature) < 0) bad("--tlm_temperature must not be negative");
   if (absl::GetFlag(FLAGS_tlm_top_k) < 0) bad("--tlm_top_k must not be negative");
+  if (absl::GetFlag(FLAGS_tlm_explore) < 0 || absl::GetFlag(FLAGS_tlm_explore) > 1) {
+    bad("--tlm_explore must be between 0 and 1");
+  }
   if (absl::GetFlag(FLAGS_finetune_every) < 0) bad("--finetune_every must not be negative");
   if (absl::GetFlag(FLAGS_finetune_every) > 0 && absl::GetFlag(FLAGS_model).empty()) {
     bad("--finetune_every needs --model (the checkpoint it fine-tunes and rewrites)");
@@ -142,6 +148,7 @@ int Run(const std::shared_ptr<grpc::ServerCredentials>& credentials, const sigse
   models::GenerateOptions generate;
   generate.temperature = absl::GetFlag(FLAGS_tlm_temperature);
   generate.top_k = absl::GetFlag(FLAGS_tlm_top_k);
+  generate.explore = absl::GetFlag(FLAGS_tlm_explore);
   AddTlmSampler(samplers, &model, generate);
 
   std::unique_ptr<FineTuner> finetuner;

@@ -42,6 +42,7 @@ ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, db);
 ABSL_DECLARE_FLAG(double, tlm_temperature);
 ABSL_DECLARE_FLAG(int32_t, tlm_top_k);
+ABSL_DECLARE_FLAG(double, tlm_explore);
 
 namespace tlm::server {
 
@@ -183,6 +184,7 @@ int Generate(const std::vector<std::string>& words) {
   models::GenerateOptions o;
   o.temperature = absl::GetFlag(FLAGS_tlm_temperature);
   o.top_k = absl::GetFlag(FLAGS_tlm_top_k);
+  o.explore = absl::GetFlag(FLAGS_tlm_explore);
   o.seed = absl::GetFlag(FLAGS_seed);
   absl::StatusOr<std::vector<program::Program>> programs =
       model->Generate(*sketch, absl::GetFlag(FLAGS_count), o);

@@ -129,6 +129,30 @@ bool CannotGoOn(const tlm::v1::Task& task) {
          (task.state() == tlm::v1::TASK_STATE_SUCCEEDED && task.trials_done() < task.num_trials());
 }
 
+// Sets the session's measured count and estimated latencies from its
+// tuned and untuned tasks (absent tasks are default instances).
+void Summarize(tlm::v1::Session& session, const std::vector<tlm::v1::Task>& tasks,
+               const std::vector<tlm::v1::Task>& untuned) {
+  int measured = 0, tasks_measured = 0, untuned_measured = 0;
+  double estimated = 0, untuned_seconds = 0;
+  for (int i = 0; i < session.tasks_size(); ++i) {
+    const double weight = static_cast<double>(session.tasks(i).weight());
+    measured += tasks[i].trials_done();
+    if (tasks[i].best_seconds() > 0) {
+      estimated += weight * tasks[i].best_seconds();
+      ++tasks_measured;
+    }
+    if (untuned[i].best_seconds() > 0) {
+      untuned_seconds += weight * untuned[i].best_seconds();
+      ++untuned_measured;
+    }
+  }
+  session.set_measured(measured);
+  session.set_estimated_seconds(estimated);
+  session.set_tasks_measured(tasks_measured);
+  session.set_untuned_seconds(untuned_measured == session.tasks_size() ? untuned_seconds : 0);
+}
+
 }  // namespace
 
 SessionRunner::SessionRunner(Store* store, Tuner* tuner, Options options)
@@ -271,24 +295,8 @@ absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
     untuned_running |= untuned[i].state() == tlm::v1::TASK_STATE_RUNNING;
   }
 
-  int measured = 0, tasks_measured = 0, untuned_measured = 0;
-  double estimated = 0, untuned_seconds = 0;
-  for (int i = 0; i < session.tasks_size(); ++i) {
-    const double weight = static_cast<double>(session.tasks(i).weight());
-    measured += tasks[i].trials_done();
-    if (tasks[i].best_seconds() > 0) {
-      estimated += weight * tasks[i].best_seconds();
-      ++tasks_measured;
-    }
-    if (untuned[i].best_seconds() > 0) {
-      untuned_seconds += weight * untuned[i].best_seconds();
-      ++untuned_measured;
-    }
-  }
-  session.set_measured(measured);
-  session.set_estimated_seconds(estimated);
-  session.set_tasks_measured(tasks_measured);
-  session.set_untuned_seconds(untuned_measured == session.tasks_size() ? untuned_seconds : 0);
+  Summarize(session, tasks, untuned);
+  const int measured = session.measured();
 
   std::optional<tlm::v1::SessionRound> ended;
   bool round_running = false;
@@ -301,7 +309,8 @@ absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
       round.set_ended_unix_ms(NowMs());
       ended = round;
       spdlog::info("session {} round {} done: {}/{} measurements, estimated latency {:.4f} ms",
-                   session.id(), round.index(), measured, r.budget(), estimated * 1e3);
+                   session.id(), round.index(), measured, r.budget(),
+                   session.estimated_seconds() * 1e3);
     }
   }
 
@@ -310,21 +319,19 @@ absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
     if (measured < r.budget()) started = StartRound(session, tasks);
     if (!started.ok()) return started.status();
     if (!*started && !untuned_running) {
-      if (tasks_measured == 0) {
-        if (absl::Status s = End(session, tlm::v1::SESSION_STATE_FAILED,
-                                 "no task has a successful measurement");
-            !s.ok()) {
-          return s;
-        }
-      } else {
-        const std::string why =
-            measured >= r.budget()
-                ? absl::StrCat("budget spent: ", measured, " measurements")
-                : absl::StrCat("every task is at its cap or exhausted after ", measured,
-                               " measurements");
-        if (absl::Status s = End(session, tlm::v1::SESSION_STATE_SUCCEEDED, why); !s.ok()) {
-          return s;
-        }
+      const bool succeeded = session.tasks_measured() > 0;
+      const std::string why =
+          !succeeded ? "no task has a successful measurement"
+          : measured >= r.budget()
+              ? absl::StrCat("budget spent: ", measured, " measurements")
+              : absl::StrCat("every task is at its cap or exhausted after ", measured,
+                             " measurements");
+      if (absl::Status s = End(session,
+                               succeeded ? tlm::v1::SESSION_STATE_SUCCEEDED
+                                         : tlm::v1::SESSION_STATE_FAILED,
+                               why);
+          !s.ok()) {
+        return s;
       }
     }
   }

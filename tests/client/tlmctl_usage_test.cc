@@ -17,8 +17,9 @@ TlmctlRun Tlmctl(const std::vector<std::string>& args, const std::string& server
   return tlm::testing::RunTlmctlForTest(args, options);
 }
 
-const std::vector<std::string> kCommands = {"submit", "watch",  "best",   "list",   "cancel",
-                                            "export", "import", "status", "workers"};
+const std::vector<std::string> kCommands = {"submit", "tune",   "session", "watch",
+                                            "best",   "list",   "cancel",  "export",
+                                            "import", "status", "workers"};
 
 TEST_CASE("top-level help lists the commands, the global flags and the exit codes") {
   tlm::testing::FakeTlmd fake;
@@ -45,8 +46,12 @@ TEST_CASE("every command has help that names its flags and exits 0") {
        {"--epilogue=LIST", "--target=KIND", "--device=NAME", "--trials=N", "--sampler=NAME",
         "--seed=N", "--name=LABEL", "--repeat=N", "--min-repeat-ms=X", "--watch", "default 32",
         "alone on one line"}},
+      {"tune",
+       {"--network=NAME", "--budget=N", "--round=K", "--tasks-per-round=N", "--no-baseline",
+        "'tlmctl session ID' follows it"}},
       {"watch", {"Exits 0 if the task succeeded, 1 if it failed or was cancelled"}},
       {"best", {"--source"}},
+      {"session", {"--cancel", "Exits 0 if the session succeeded"}},
       {"list", {"--limit=N", "--state=STATE", "running, succeeded, failed, cancelled"}},
       {"cancel", {}},
       {"export", {"JSON lines"}},
@@ -96,6 +101,13 @@ TEST_CASE("bad usage exits 2 with a message and a hint, without calling the serv
       {{"best", "abc"}, "tlmctl: TASK_ID: \"abc\" is not an integer", "tlmctl best --help"},
       {{"watch", "0"}, "tlmctl: TASK_ID must be positive, got 0", "tlmctl watch --help"},
       {{"cancel", "-3"}, "tlmctl: TASK_ID must be positive, got -3", "tlmctl cancel --help"},
+      {{"session"}, "tlmctl: session: missing SESSION_ID", "tlmctl session --help"},
+      {{"session", "s1"}, "tlmctl: SESSION_ID: \"s1\" is not an integer",
+       "tlmctl session --help"},
+      {{"tune", "--network=bert_tiny", "--round=0"},
+       "tlmctl: --budget must not be negative; --round, --trials and --tasks-per-round must be "
+       "positive",
+       "tlmctl tune --help"},
       {{"best", "1", "2"}, "tlmctl: best: unexpected argument \"2\"", "tlmctl best --help"},
       {{"best", "1", "--source=yes"}, "tlmctl: --source takes no value", "tlmctl best --help"},
       {{"cancel", "1", "--force"}, "tlmctl: unknown flag --force for cancel", "cancel --help"},

@@ -126,6 +126,29 @@ TEST_CASE("a tiny model overfits four programs and reproduces them greedily") {
   }
 }
 
+TEST_CASE("exploration reaches allowed values the model has no token for") {
+  const Model model = TinyModel();
+  // 2053 is prime and above the number tokens (0..1024): the j axis splits
+  // only as 1 x 2053, and the model has a token for 1 alone.
+  const program::Sketch sketch = *program::Sketch::Make(program::DenseWorkload(1, 2053, 16), "cpu");
+  auto with_2053 = [](const std::vector<program::Program>& programs) {
+    return std::count_if(programs.begin(), programs.end(), [](const program::Program& p) {
+      return std::find(p.decisions.begin(), p.decisions.end(), 2053) != p.decisions.end();
+    });
+  };
+  GenerateOptions o;
+  o.seed = 3;
+  absl::StatusOr<std::vector<program::Program>> plain = model.Generate(sketch, 32, o);
+  REQUIRE(plain.ok());
+  REQUIRE_FALSE(plain->empty());
+  REQUIRE(with_2053(*plain) == 0);
+  o.explore = 0.5;
+  absl::StatusOr<std::vector<program::Program>> explored = model.Generate(sketch, 32, o);
+  REQUIRE(explored.ok());
+  REQUIRE(with_2053(*explored) > 0);
+  for (const program::Program& p : *explored) REQUIRE(program::ValidateProgram(p).ok());
+}
+
 TEST_CASE("generation with the KV cache equals generation without it") {
   const Model model = TinyModel();
   for (const program::Workload& w : testing::SmallWorkloads()) {
