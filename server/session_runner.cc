@@ -266,8 +266,22 @@ absl::StatusOr<tlm::v1::Session> SessionRunner::Cancel(int64_t session_id) {
 }
 
 absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
-  const tlm::v1::StartSessionRequest& r = session.request();
   const tlm::v1::Session before = session;
+  std::optional<tlm::v1::SessionRound> ended;
+  // What changed is stored even after an error, so no task started for the
+  // session is forgotten.
+  const absl::Status advanced = Step(session, ended);
+  session.set_updated_unix_ms(before.updated_unix_ms());
+  if (session.SerializeAsString() == before.SerializeAsString()) return advanced;
+  session.set_updated_unix_ms(NowMs());
+  if (absl::Status s = store_->UpdateSession(session); !s.ok()) return s;
+  if (ended.has_value() && options_.on_round_end) options_.on_round_end(session.id(), *ended);
+  return advanced;
+}
+
+absl::Status SessionRunner::Step(tlm::v1::Session& session,
+                                 std::optional<tlm::v1::SessionRound>& ended) {
+  const tlm::v1::StartSessionRequest& r = session.request();
 
   // Untuned schedules first (also those a restart interrupted).
   if (r.measure_untuned()) {
@@ -298,7 +312,6 @@ absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
   Summarize(session, tasks, untuned);
   const int measured = session.measured();
 
-  std::optional<tlm::v1::SessionRound> ended;
   bool round_running = false;
   if (session.rounds_size() > 0 && session.rounds().rbegin()->ended_unix_ms() == 0) {
     tlm::v1::SessionRound& round = *session.mutable_rounds()->rbegin();
@@ -326,21 +339,11 @@ absl::Status SessionRunner::Advance(tlm::v1::Session& session) {
               ? absl::StrCat("budget spent: ", measured, " measurements")
               : absl::StrCat("every task is at its cap or exhausted after ", measured,
                              " measurements");
-      if (absl::Status s = End(session,
-                               succeeded ? tlm::v1::SESSION_STATE_SUCCEEDED
-                                         : tlm::v1::SESSION_STATE_FAILED,
-                               why);
-          !s.ok()) {
-        return s;
-      }
+      return End(session,
+                 succeeded ? tlm::v1::SESSION_STATE_SUCCEEDED : tlm::v1::SESSION_STATE_FAILED,
+                 why);
     }
   }
-
-  session.set_updated_unix_ms(before.updated_unix_ms());
-  if (session.SerializeAsString() == before.SerializeAsString()) return absl::OkStatus();
-  session.set_updated_unix_ms(NowMs());
-  if (absl::Status s = store_->UpdateSession(session); !s.ok()) return s;
-  if (ended.has_value() && options_.on_round_end) options_.on_round_end(session.id(), *ended);
   return absl::OkStatus();
 }
 

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -77,10 +78,14 @@ class SessionRunner {
 
  private:
   void Loop();
-  // Brings one running session up to date: closes its round when the
-  // round's tasks have ended, then chooses and starts the next round or
-  // ends the session. Stores it when anything changed.
+  // Brings one running session up to date (Step) and stores it when
+  // anything changed, also after an error.
   absl::Status Advance(tlm::v1::Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the session's round when the round's tasks have ended (setting
+  // `ended` to it), then chooses and starts the next round or ends the
+  // session.
+  absl::Status Step(tlm::v1::Session& session, std::optional<tlm::v1::SessionRound>& ended)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks the next round's tasks and starts them; false when no task can
   // take more measurements.
   absl::StatusOr<bool> StartRound(tlm::v1::Session& session,

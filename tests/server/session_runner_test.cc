@@ -58,13 +58,28 @@ struct Runner {
     SessionRunner::Options options;
     options.poll = absl::Milliseconds(5);
     options.on_round_end = [this](int64_t, const tlm::v1::SessionRound& round) {
+      absl::MutexLock lock(&mu);
       ended_rounds.push_back(round.index());
     };
     runner = std::make_unique<SessionRunner>(core.store.get(), core.tuner.get(), options);
     core.on_ended = [this](int64_t id) { runner->TaskEnded(id); };
   }
 
-  std::vector<int> ended_rounds;  // on_round_end's rounds, in order
+  // on_round_end's rounds, in order, once there are `count` of them (it is
+  // called just after the session is stored).
+  std::vector<int> EndedRounds(size_t count) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu);
+        if (ended_rounds.size() >= count || absl::Now() > deadline) return ended_rounds;
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+
+  absl::Mutex mu;
+  std::vector<int> ended_rounds ABSL_GUARDED_BY(mu);
   std::unique_ptr<SessionRunner> runner;
 };
 
@@ -133,7 +148,7 @@ TEST_CASE("a session measures every task first, then spends its budget where the
   // Every round's end was announced, once, in order.
   std::vector<int> all_rounds(done.rounds_size());
   std::iota(all_rounds.begin(), all_rounds.end(), 1);
-  CHECK(r.ended_rounds == all_rounds);
+  CHECK(r.EndedRounds(all_rounds.size()) == all_rounds);
 
   // The estimate is what the store says.
   double estimated = 0, untuned = 0;
