@@ -13,19 +13,12 @@ namespace {
 constexpr int kDefaultListLimit = 50;
 constexpr int kMaxListLimit = 1000;
 
-grpc::Status CheckTaskId(int64_t task_id) {
-  if (task_id < 1) {
+// `what` is "task" or "session": INVALID_ARGUMENT "task_id: must be a task
+// id (1 or more), got 0".
+grpc::Status CheckId(absl::string_view what, int64_t id) {
+  if (id < 1) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("task_id: must be a task id (1 or more), got ", task_id));
-  }
-  return grpc::Status::OK;
-}
-
-grpc::Status CheckSessionId(int64_t session_id) {
-  if (session_id < 1) {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("session_id: must be a session id (1 or more), got ", session_id));
+                        absl::StrCat(what, "_id: must be a ", what, " id (1 or more), got ", id));
   }
   return grpc::Status::OK;
 }
@@ -36,6 +29,17 @@ bool SessionMoved(const tlm::v1::Session& before, const tlm::v1::Session& now) {
   if (before.state() != now.state() || before.rounds_size() != now.rounds_size()) return true;
   return now.rounds_size() > 0 && before.rounds(before.rounds_size() - 1).ended_unix_ms() !=
                                       now.rounds(now.rounds_size() - 1).ended_unix_ms();
+}
+
+// The rows a List call returns: the default for 0, at most kMaxListLimit;
+// INVALID_ARGUMENT for a negative request.
+grpc::Status ListLimit(int32_t requested, int* limit) {
+  if (requested < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("limit: must not be negative, got ", requested));
+  }
+  *limit = requested == 0 ? kDefaultListLimit : std::min(requested, kMaxListLimit);
+  return grpc::Status::OK;
 }
 
 template <typename T>
@@ -55,14 +59,14 @@ grpc::Status TuningService::SubmitTask(grpc::ServerContext*,
 
 grpc::Status TuningService::GetTask(grpc::ServerContext*, const tlm::v1::GetTaskRequest* request,
                                     tlm::v1::Task* response) {
-  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("task", request->task_id()); !s.ok()) return s;
   return Reply(tuner_->Get(request->task_id()), response);
 }
 
 grpc::Status TuningService::WatchTask(grpc::ServerContext* context,
                                       const tlm::v1::WatchTaskRequest* request,
                                       grpc::ServerWriter<tlm::v1::TaskEvent>* writer) {
-  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("task", request->task_id()); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<TaskWatch>> watch = tuner_->Watch(request->task_id());
   if (!watch.ok()) return ToGrpcStatus(watch.status());
   while (!(*watch)->done()) {
@@ -76,7 +80,7 @@ grpc::Status TuningService::WatchTask(grpc::ServerContext* context,
 
 grpc::Status TuningService::GetBest(grpc::ServerContext*, const tlm::v1::GetBestRequest* request,
                                     tlm::v1::BestProgram* response) {
-  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("task", request->task_id()); !s.ok()) return s;
   absl::StatusOr<tlm::v1::Trial> best = tuner_->Best(request->task_id());
   if (!best.ok()) return ToGrpcStatus(best.status());
   response->set_task_id(request->task_id());
@@ -87,12 +91,8 @@ grpc::Status TuningService::GetBest(grpc::ServerContext*, const tlm::v1::GetBest
 grpc::Status TuningService::ListTasks(grpc::ServerContext*,
                                       const tlm::v1::ListTasksRequest* request,
                                       tlm::v1::ListTasksResponse* response) {
-  if (request->limit() < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("limit: must not be negative, got ", request->limit()));
-  }
-  const int limit =
-      request->limit() == 0 ? kDefaultListLimit : std::min(request->limit(), kMaxListLimit);
+  int limit = 0;
+  if (grpc::Status s = ListLimit(request->limit(), &limit); !s.ok()) return s;
   std::vector<tlm::v1::TaskState> states;
   for (int s : request->states()) {
     if (!tlm::v1::TaskState_IsValid(s) || s == tlm::v1::TASK_STATE_UNSPECIFIED) {
@@ -110,14 +110,14 @@ grpc::Status TuningService::ListTasks(grpc::ServerContext*,
 grpc::Status TuningService::CancelTask(grpc::ServerContext*,
                                        const tlm::v1::CancelTaskRequest* request,
                                        tlm::v1::Task* response) {
-  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("task", request->task_id()); !s.ok()) return s;
   return Reply(tuner_->Cancel(request->task_id()), response);
 }
 
 grpc::Status TuningService::ExtendTask(grpc::ServerContext*,
                                        const tlm::v1::ExtendTaskRequest* request,
                                        tlm::v1::Task* response) {
-  if (grpc::Status s = CheckTaskId(request->task_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("task", request->task_id()); !s.ok()) return s;
   return Reply(tuner_->Extend(request->task_id(), request->more_trials()), response);
 }
 
@@ -126,7 +126,7 @@ grpc::Status TuningService::ExportRecords(grpc::ServerContext* context,
                                           grpc::ServerWriter<tlm::v1::Record>* writer) {
   std::vector<int64_t> ids(request->task_ids().begin(), request->task_ids().end());
   for (int64_t id : ids) {
-    if (grpc::Status s = CheckTaskId(id); !s.ok()) return s;
+    if (grpc::Status s = CheckId("task", id); !s.ok()) return s;
   }
   bool cancelled = false;
   absl::Status status =
@@ -157,19 +157,15 @@ grpc::Status TuningService::StartSession(grpc::ServerContext*,
 grpc::Status TuningService::GetSession(grpc::ServerContext*,
                                        const tlm::v1::GetSessionRequest* request,
                                        tlm::v1::Session* response) {
-  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("session", request->session_id()); !s.ok()) return s;
   return Reply(sessions_->Get(request->session_id()), response);
 }
 
 grpc::Status TuningService::ListSessions(grpc::ServerContext*,
                                          const tlm::v1::ListSessionsRequest* request,
                                          tlm::v1::ListSessionsResponse* response) {
-  if (request->limit() < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("limit: must not be negative, got ", request->limit()));
-  }
-  const int limit =
-      request->limit() == 0 ? kDefaultListLimit : std::min(request->limit(), kMaxListLimit);
+  int limit = 0;
+  if (grpc::Status s = ListLimit(request->limit(), &limit); !s.ok()) return s;
   absl::StatusOr<std::vector<tlm::v1::Session>> sessions = sessions_->List(limit);
   if (!sessions.ok()) return ToGrpcStatus(sessions.status());
   for (tlm::v1::Session& s : *sessions) *response->add_sessions() = std::move(s);
@@ -179,7 +175,7 @@ grpc::Status TuningService::ListSessions(grpc::ServerContext*,
 grpc::Status TuningService::WatchSession(grpc::ServerContext* context,
                                          const tlm::v1::WatchSessionRequest* request,
                                          grpc::ServerWriter<tlm::v1::Session>* writer) {
-  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("session", request->session_id()); !s.ok()) return s;
   absl::StatusOr<tlm::v1::Session> last = sessions_->Get(request->session_id());
   if (!last.ok()) return ToGrpcStatus(last.status());
   if (!writer->Write(*last)) return grpc::Status::CANCELLED;
@@ -201,7 +197,7 @@ grpc::Status TuningService::WatchSession(grpc::ServerContext* context,
 grpc::Status TuningService::CancelSession(grpc::ServerContext*,
                                           const tlm::v1::CancelSessionRequest* request,
                                           tlm::v1::Session* response) {
-  if (grpc::Status s = CheckSessionId(request->session_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckId("session", request->session_id()); !s.ok()) return s;
   return Reply(sessions_->Cancel(request->session_id()), response);
 }
 
