@@ -1,7 +1,9 @@
-// Dense on a GPU: the best of N random cuda schedules, measured by the cuda
-// backend, against cuBLAS in the same process and with the same timing
-// (CUDA events, L2 flushed before each repeat, median of repeats). With an
-// epilogue, cuBLAS is followed by a separate elementwise kernel for it.
+// Dense on a GPU: the best of N random cuda schedules, sampled within the
+// device's limits (its threads, opt-in shared memory and registers per
+// block) and measured by the cuda backend, against cuBLAS in the same
+// process and with the same timing (CUDA events, L2 flushed before each
+// repeat, median of repeats). With an epilogue, cuBLAS is followed by a
+// separate elementwise kernel for it.
 //
 //   cuda_bench M N K TRIALS [float32|float16] [EPILOGUE]
 //   cuda_bench 1024 1024 1024 1000
@@ -127,11 +129,13 @@ int Main(int argc, char** argv) {
               static_cast<long long>(device.l2_bytes >> 20), NvrtcVersion().c_str(),
               static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k),
               half ? "float16" : "float32", epilogue.empty() ? "" : " + ", argc > 6 ? argv[6] : "");
+  std::printf("sampling within the device's limits: %s\n",
+              program::LimitsSummary((*backend)->limits()).c_str());
 
   tlm::v1::MeasureOptions options;
   options.set_repeat(5);
   options.set_min_repeat_ms(2);
-  const program::Sketch sketch = *program::Sketch::Make(*workload, "cuda");
+  const program::Sketch sketch = *program::Sketch::Make(*workload, "cuda", (*backend)->limits());
   std::mt19937_64 rng(1);
   double best = 0, gpu_seconds = 0, build_seconds = 0;
   int64_t failed = 0;

@@ -20,6 +20,7 @@
 #include "client/report.h"
 #include "client/workload_spec.h"
 #include "program/networks.h"
+#include "program/program.h"
 #include "google/protobuf/util/json_util.h"
 #include "tlm/v1/admin.pb.h"
 #include "tlm/v1/tuning.pb.h"
@@ -492,6 +493,10 @@ int RunBest(Invocation& inv) {
   out << "task      " << task_id << ": " << WorkloadSummary(task->workload()) << " on "
       << TargetLabel(task->target()) << " (" << StateName(task->state()) << ", "
       << task->trials_done() << "/" << task->num_trials() << " trials)\n";
+  if (task->target().has_limits()) {
+    out << "limits    "
+        << program::LimitsSummary(program::LimitsFromProto(task->target().limits())) << "\n";
+  }
   out << "latency   " << FormatSeconds(r.median_seconds()) << " median of "
       << r.repeat_seconds_size() << " repeats [" << absl::StrJoin(repeats, ", ") << "], "
       << r.number() << " calls each\n";

@@ -494,9 +494,9 @@ int64_t Index::CoefficientOf(int var) const {
   return c;
 }
 
-absl::StatusOr<LoopNest> Lower(const Program& program) {
-  if (absl::Status s = ValidateProgram(program); !s.ok()) return s;
-  absl::StatusOr<Sketch> sketch = Sketch::Make(program.workload, program.target);
+absl::StatusOr<LoopNest> Lower(const Program& program, const TargetLimits& limits) {
+  if (absl::Status s = ValidateProgram(program, limits); !s.ok()) return s;
+  absl::StatusOr<Sketch> sketch = Sketch::Make(program.workload, program.target, limits);
   if (!sketch.ok()) return sketch.status();
   const ComputeDag& dag = sketch->dag();
   const std::vector<StageSchedule> schedules = sketch->Schedules(program.decisions);
@@ -510,7 +510,7 @@ absl::StatusOr<LoopNest> Lower(const Program& program) {
     }
     return nest;
   }
-  const int64_t max_vector = TargetLimits{}.max_vector_length;
+  const int64_t max_vector = limits.max_vector_length;
   for (size_t i = 0; i < dag.stages.size(); ++i) {
     StageLowering lowering(dag, dag.stages[i], schedules[i], max_vector, nest);
     for (Stmt& s : lowering.Lower()) nest.body.push_back(std::move(s));

@@ -92,8 +92,9 @@ struct LoopNest {
   std::vector<Stmt> body;
 };
 
-// Lowers a valid program for its target (cpu or cuda).
-absl::StatusOr<LoopNest> Lower(const Program& program);
+// Lowers a program for its target (cpu or cuda); INVALID_ARGUMENT when it is
+// not valid within `limits` (a cuda worker passes its device's).
+absl::StatusOr<LoopNest> Lower(const Program& program, const TargetLimits& limits = {});
 
 // Readable pseudo-code, one statement per line.
 std::string PrintLoopNest(const LoopNest& nest);

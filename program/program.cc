@@ -54,7 +54,63 @@ int64_t Footprint(const Expr& load, const std::vector<int64_t>& tile) {
   return elements;
 }
 
+int64_t RoundUp(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
 }  // namespace
+
+TargetLimits WidestLimits() {
+  TargetLimits widest;
+  widest.max_shared_bytes = 256 * 1024;
+  return widest;
+}
+
+TargetLimits LimitsFromProto(const tlm::v1::TargetLimits& proto) {
+  TargetLimits limits;
+  if (proto.max_threads_per_block() > 0) limits.max_threads_per_block = proto.max_threads_per_block();
+  if (proto.max_shared_bytes_per_block() > 0) {
+    limits.max_shared_bytes = proto.max_shared_bytes_per_block();
+  }
+  if (proto.max_registers_per_block() > 0) {
+    limits.max_registers_per_block = proto.max_registers_per_block();
+  }
+  return limits;
+}
+
+tlm::v1::TargetLimits LimitsToProto(const TargetLimits& limits) {
+  tlm::v1::TargetLimits proto;
+  proto.set_max_threads_per_block(static_cast<int32_t>(limits.max_threads_per_block));
+  proto.set_max_shared_bytes_per_block(limits.max_shared_bytes);
+  proto.set_max_registers_per_block(static_cast<int32_t>(limits.max_registers_per_block));
+  return proto;
+}
+
+absl::Status ValidateLimits(const tlm::v1::TargetLimits& limits) {
+  const TargetLimits widest = WidestLimits();
+  auto check = [](absl::string_view field, int64_t value, int64_t min, int64_t max) {
+    if (value == 0 || (value >= min && value <= max)) return absl::OkStatus();
+    return Invalid(absl::StrCat("target.limits.", field, ": must be between ", min, " and ", max,
+                                " (or 0 for the default), got ", value));
+  };
+  for (absl::Status s : {
+           check("max_threads_per_block", limits.max_threads_per_block(), 32,
+                 widest.max_threads_per_block),
+           check("max_shared_bytes_per_block", limits.max_shared_bytes_per_block(), 1024,
+                 widest.max_shared_bytes),
+           check("max_registers_per_block", limits.max_registers_per_block(),
+                 32 * (1 + kReservedRegisters), widest.max_registers_per_block),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::string LimitsSummary(const TargetLimits& limits) {
+  return absl::StrCat(limits.max_threads_per_block, " threads, ", limits.max_shared_bytes,
+                      " B shared memory, ", limits.max_registers_per_block,
+                      " registers per block");
+}
 
 const std::vector<std::string>& TargetKinds() {
   static const std::vector<std::string> kinds = {"cpu", "cuda"};
@@ -230,10 +286,14 @@ absl::Status Sketch::Check(size_t index, const std::vector<int64_t>& prefix, int
       return Invalid(absl::StrCat(where, ": ", product_at({1}), " virtual threads exceed the limit ",
                                   limits_.max_vthreads));
     }
-    if (product_at({1, 3, 4}) > limits_.max_local_elements) {
-      return Invalid(absl::StrCat(where, ": ", product_at({1, 3, 4}),
-                                  " accumulators per thread exceed the limit ",
-                                  limits_.max_local_elements));
+    const int64_t threads = product_at({thread_level});
+    const int64_t accumulators = product_at({1, 3, 4});
+    const int64_t registers =
+        std::min(kMaxRegistersPerThread, limits_.max_registers_per_block / threads);
+    if (accumulators + kReservedRegisters > registers) {
+      return Invalid(absl::StrCat(where, ": ", accumulators, " accumulators per thread need about ",
+                                  accumulators + kReservedRegisters, " registers; ", threads,
+                                  " threads of a block may use ", registers, " each"));
     }
     // Shared memory: every input's footprint over one block's tile and one
     // R0 step.
@@ -244,7 +304,8 @@ absl::Status Sketch::Check(size_t index, const std::vector<int64_t>& prefix, int
     std::vector<const Expr*> loads;
     CollectLoads(stage.body, &loads);
     int64_t bytes = 0;
-    for (const Expr* load : loads) bytes += kBytesPerElement * Footprint(*load, tile);
+    // Each buffer starts 16-byte aligned in the kernel's dynamic shared memory.
+    for (const Expr* load : loads) bytes += RoundUp(kBytesPerElement * Footprint(*load, tile), 16);
     if (bytes > limits_.max_shared_bytes) {
       return Invalid(absl::StrCat(where, ": shared memory of ", bytes, " B exceeds the limit ",
                                   limits_.max_shared_bytes, " B"));
@@ -359,8 +420,8 @@ std::vector<StageSchedule> Sketch::Schedules(const std::vector<int64_t>& decisio
   return schedules;
 }
 
-absl::Status ValidateProgram(const Program& p) {
-  absl::StatusOr<Sketch> sketch = Sketch::Make(p.workload, p.target);
+absl::Status ValidateProgram(const Program& p, const TargetLimits& limits) {
+  absl::StatusOr<Sketch> sketch = Sketch::Make(p.workload, p.target, limits);
   if (!sketch.ok()) return sketch.status();
   const size_t n = sketch->slots().size();
   if (p.decisions.size() != n) {

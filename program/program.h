@@ -48,15 +48,41 @@ namespace tlm::program {
 
 inline constexpr char kEndOfPrompt[] = "<eop>";
 
-// Device limits that decisions must respect.
+// Device limits that decisions must respect. The defaults hold on every
+// supported device; a cuda worker reports its own threads, shared memory and
+// registers per block (LimitsFromProto), and a task's programs respect the
+// tightest limits over the workers serving it.
 struct TargetLimits {
-  int64_t max_vector_length = 64;         // cpu: lanes of one vectorized loop
-  int64_t max_local_bytes = 256 * 1024;   // cpu: one cache-write buffer
-  int64_t max_threads_per_block = 1024;   // cuda
-  int64_t max_vthreads = 8;               // cuda
-  int64_t max_shared_bytes = 48 * 1024;   // cuda, per block
-  int64_t max_local_elements = 256;       // cuda: accumulators per thread
+  int64_t max_vector_length = 64;          // cpu: lanes of one vectorized loop
+  int64_t max_local_bytes = 256 * 1024;    // cpu: one cache-write buffer
+  int64_t max_threads_per_block = 1024;    // cuda
+  int64_t max_vthreads = 8;                // cuda
+  int64_t max_shared_bytes = 48 * 1024;    // cuda, per block
+  int64_t max_registers_per_block = 65536; // cuda
 };
+
+// cuda: registers a thread may hold (every architecture since sm_35), and
+// the registers a thread is estimated to need besides its accumulators
+// (indices, addresses, loaded operands). A stage fits a device when
+//   accumulators + kReservedRegisters <= min(kMaxRegistersPerThread,
+//                                            max_registers_per_block / threads).
+inline constexpr int64_t kMaxRegistersPerThread = 255;
+inline constexpr int64_t kReservedRegisters = 16;
+
+// Limits no supported device exceeds (the opt-in shared memory of the
+// largest GPUs): a program that breaks them is invalid on every device and
+// does not parse; one within them may still not fit a given device.
+TargetLimits WidestLimits();
+
+// The defaults with the non-zero fields of `limits` in place.
+TargetLimits LimitsFromProto(const tlm::v1::TargetLimits& limits);
+// Every cuda field, filled in.
+tlm::v1::TargetLimits LimitsToProto(const TargetLimits& limits);
+// INVALID_ARGUMENT naming the field ("target.limits.max_threads_per_block")
+// when a non-zero field is outside what any device may report.
+absl::Status ValidateLimits(const tlm::v1::TargetLimits& limits);
+// "1024 threads, 49152 B shared memory, 65536 registers per block".
+std::string LimitsSummary(const TargetLimits& limits);
 
 // Target kinds with sketch rules.
 const std::vector<std::string>& TargetKinds();
@@ -133,13 +159,14 @@ struct Program {
   friend bool operator!=(const Program& a, const Program& b) { return !(a == b); }
 };
 
-// OK when the program is valid; otherwise INVALID_ARGUMENT saying why, e.g.
-// "stage dense, axis i, level 2: 3 does not divide the remaining extent 32".
-absl::Status ValidateProgram(const Program& p);
+// OK when the program is valid within `limits`; otherwise INVALID_ARGUMENT
+// saying why, e.g. "stage dense, axis i, level 2: 3 does not divide the
+// remaining extent 32".
+absl::Status ValidateProgram(const Program& p, const TargetLimits& limits = WidestLimits());
 
 // Canonical text form; Parse(Print(p)) == p for every valid p.
 std::string Print(const Program& p);
-// Parses and validates the canonical text form.
+// Parses and validates the canonical text form (within WidestLimits()).
 absl::StatusOr<Program> Parse(absl::string_view text);
 
 // Stable 64-bit FNV-1a hash of a program's canonical text, as 16 hex digits.

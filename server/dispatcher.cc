@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "program/program.h"
 #include "spdlog/spdlog.h"
 
 namespace tlm::server {
@@ -22,6 +23,25 @@ JobOutcome GiveUp(Job job, int32_t attempt, std::string message) {
   outcome.result.set_error_stage("dispatch");
   outcome.result.set_error_message(std::move(message));
   return outcome;
+}
+
+// A device's per-block limits as its worker reports them, every field filled
+// in (the portable defaults where it reports nothing).
+tlm::v1::TargetLimits WorkerLimits(const tlm::v1::WorkerCapabilities& caps) {
+  const tlm::v1::GpuProperties& gpu = caps.gpu();
+  tlm::v1::TargetLimits reported;
+  reported.set_max_threads_per_block(gpu.max_threads_per_block());
+  reported.set_max_shared_bytes_per_block(gpu.shared_bytes_per_block_optin() > 0
+                                              ? gpu.shared_bytes_per_block_optin()
+                                              : gpu.shared_bytes_per_block());
+  reported.set_max_registers_per_block(gpu.registers_per_block());
+  return program::LimitsToProto(program::LimitsFromProto(reported));
+}
+
+// Limits in a comparable form; zero fields take the portable defaults.
+std::array<int64_t, 3> LimitsArray(const tlm::v1::TargetLimits& proto) {
+  const program::TargetLimits limits = program::LimitsFromProto(proto);
+  return {limits.max_threads_per_block, limits.max_shared_bytes, limits.max_registers_per_block};
 }
 
 }  // namespace
@@ -73,12 +93,12 @@ void Dispatcher::Deliver(const std::vector<JobOutcome>& outcomes) {
 
 void Dispatcher::PushBack(Entry& entry) {
   entry.position = next_back_++;
-  queues_[{entry.job.target.kind(), entry.job.target.device()}].push_back(entry.job.job_id);
+  queues_[KeyOf(entry.job)].push_back(entry.job.job_id);
 }
 
 void Dispatcher::PushFront(Entry& entry) {
   entry.position = next_front_--;
-  queues_[{entry.job.target.kind(), entry.job.target.device()}].push_front(entry.job.job_id);
+  queues_[KeyOf(entry.job)].push_front(entry.job.job_id);
 }
 
 void Dispatcher::Enqueue(Job job) {
@@ -249,22 +269,51 @@ void Dispatcher::DropWorker(const std::string& worker_id, const std::string& rea
   for (int64_t id : leased) LoseLease(id, reason, outcomes);
 }
 
+Dispatcher::QueueKey Dispatcher::KeyOf(const Job& job) {
+  QueueKey key{job.target.kind(), job.target.device()};
+  if (job.target.has_limits()) key.limits = LimitsArray(job.target.limits());
+  return key;
+}
+
 std::deque<int64_t>* Dispatcher::QueueFor(const Worker& worker) {
-  const tlm::v1::Target& target = worker.registration.capabilities().target();
+  const tlm::v1::WorkerCapabilities& caps = worker.registration.capabilities();
+  const std::array<int64_t, 3> has = LimitsArray(WorkerLimits(caps));
   std::deque<int64_t>* best = nullptr;
   int64_t best_position = std::numeric_limits<int64_t>::max();
-  auto consider = [&](const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto q = queues_.find({target.kind(), device});
-    if (q == queues_.end() || q->second.empty()) return;
-    const int64_t position = jobs_.at(q->second.front()).position;
+  for (auto& [key, queue] : queues_) {
+    if (queue.empty() || key.kind != caps.target().kind()) continue;
+    if (!key.device.empty() && key.device != caps.target().device()) continue;
+    if (key.limits[0] > has[0] || key.limits[1] > has[1] || key.limits[2] > has[2]) continue;
+    const int64_t position = jobs_.at(queue.front()).position;
     if (position < best_position) {
-      best = &q->second;
+      best = &queue;
       best_position = position;
     }
-  };
-  consider("");
-  if (!target.device().empty()) consider(target.device());
+  }
   return best;
+}
+
+std::optional<tlm::v1::TargetLimits> Dispatcher::TightestLimits(
+    const tlm::v1::Target& target) const {
+  absl::MutexLock lock(&mu_);
+  std::optional<tlm::v1::TargetLimits> tightest;
+  for (const auto& [id, worker] : workers_) {
+    const tlm::v1::WorkerCapabilities& caps = worker.registration.capabilities();
+    if (!caps.has_gpu() || caps.target().kind() != target.kind()) continue;
+    if (!target.device().empty() && caps.target().device() != target.device()) continue;
+    const tlm::v1::TargetLimits limits = WorkerLimits(caps);
+    if (!tightest.has_value()) {
+      tightest = limits;
+      continue;
+    }
+    tightest->set_max_threads_per_block(
+        std::min(tightest->max_threads_per_block(), limits.max_threads_per_block()));
+    tightest->set_max_shared_bytes_per_block(
+        std::min(tightest->max_shared_bytes_per_block(), limits.max_shared_bytes_per_block()));
+    tightest->set_max_registers_per_block(
+        std::min(tightest->max_registers_per_block(), limits.max_registers_per_block()));
+  }
+  return tightest;
 }
 
 void Dispatcher::Assign() {
@@ -365,7 +414,7 @@ std::vector<tlm::v1::QueueStatus> Dispatcher::Queues() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, tlm::v1::QueueStatus> by_kind;
   for (const auto& [key, queue] : queues_) {
-    tlm::v1::QueueStatus& q = by_kind[key.first];
+    tlm::v1::QueueStatus& q = by_kind[key.kind];
     q.set_queued(q.queued() + static_cast<int32_t>(queue.size()));
   }
   for (const auto& [id, worker] : workers_) {

@@ -5,7 +5,8 @@
 // Contract:
 // - A job goes to a worker whose capabilities.target.kind equals the job's
 //   target kind and, when the job names a device, whose
-//   capabilities.target.device equals it. Jobs no connected worker can take
+//   capabilities.target.device equals it, and, when the job's target has
+//   limits, whose reported GPU meets each of them. Jobs no connected worker can take
 //   stay queued. Within what a worker can take, jobs leave in FIFO order;
 //   work is spread over eligible workers round-robin, one job per turn.
 // - Credits: a worker receives a job only while it holds credits; Grant adds
@@ -32,6 +33,7 @@
 #ifndef TLMD_SERVER_DISPATCHER_H_
 #define TLMD_SERVER_DISPATCHER_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -40,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -57,7 +60,7 @@ namespace tlm::server {
 struct Job {
   int64_t job_id = 0;  // unique among live jobs; the tuner uses the program id
   int64_t task_id = 0;
-  tlm::v1::Target target;  // kind required; device optional
+  tlm::v1::Target target;  // kind required; device and limits optional
   tlm::v1::Program program;
   tlm::v1::MeasureOptions options;
 };
@@ -147,6 +150,10 @@ class Dispatcher {
   void Start();
   void Stop();
 
+  // The tightest limits over the connected workers of the target's kind
+  // (and device, when it names one) that report a GPU; nullopt if none does.
+  std::optional<tlm::v1::TargetLimits> TightestLimits(const tlm::v1::Target& target) const;
+
   // Per target kind ever enqueued: jobs queued and leased.
   std::vector<tlm::v1::QueueStatus> Queues() const;
   // Connected workers, in connection order.
@@ -185,9 +192,19 @@ class Dispatcher {
       return a.size() != b.size() ? a.size() < b.size() : a < b;
     }
   };
-  // (target kind, device); device is empty for jobs any worker of the kind
-  // can take. Each queue is sorted by Entry::position.
-  using QueueKey = std::pair<std::string, std::string>;
+  // (target kind, device, limits); device is empty for jobs any worker of
+  // the kind can take, and limits are what a worker's device must meet
+  // (threads, shared bytes and registers per block; zeros for targets
+  // without limits). Each queue is sorted by Entry::position.
+  struct QueueKey {
+    std::string kind;
+    std::string device;
+    std::array<int64_t, 3> limits = {0, 0, 0};
+    friend bool operator<(const QueueKey& a, const QueueKey& b) {
+      return std::tie(a.kind, a.device, a.limits) < std::tie(b.kind, b.device, b.limits);
+    }
+  };
+  static QueueKey KeyOf(const Job& job);
 
   // Hands queued jobs to workers with credits, round-robin.
   void Assign() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -91,14 +91,15 @@ void SamplerRegistry::Add(const std::string& name, SamplerMaker maker) {
 absl::StatusOr<std::unique_ptr<Sampler>> SamplerRegistry::Make(const std::string& name,
                                                                const program::Workload& workload,
                                                                const std::string& target,
-                                                               uint64_t seed) const {
+                                                               uint64_t seed,
+                                                               const program::TargetLimits& limits) const {
   const std::string& wanted = name.empty() ? names_.front() : name;
   auto it = std::find(names_.begin(), names_.end(), wanted);
   if (it == names_.end()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "sampler: unknown sampler \"", name, "\" (known: ", absl::StrJoin(names_, ", "), ")"));
   }
-  absl::StatusOr<program::Sketch> sketch = program::Sketch::Make(workload, target);
+  absl::StatusOr<program::Sketch> sketch = program::Sketch::Make(workload, target, limits);
   if (!sketch.ok()) return sketch.status();
   return makers_[it - names_.begin()](*std::move(sketch), seed);
 }

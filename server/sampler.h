@@ -78,12 +78,13 @@ class SamplerRegistry {
   // The names offered; the first is the default.
   const std::vector<std::string>& names() const { return names_; }
 
-  // A sampler for the task; "" means the default. INVALID_ARGUMENT
-  // "sampler: ..." for an unknown name, the workload's or target's error, or
-  // the maker's.
+  // A sampler for the task whose programs respect `limits`; "" means the
+  // default. INVALID_ARGUMENT "sampler: ..." for an unknown name, the
+  // workload's or target's error, or the maker's.
   absl::StatusOr<std::unique_ptr<Sampler>> Make(const std::string& name,
                                                 const program::Workload& workload,
-                                                const std::string& target, uint64_t seed) const;
+                                                const std::string& target, uint64_t seed,
+                                                const program::TargetLimits& limits = {}) const;
 
  private:
   std::vector<std::string> names_;

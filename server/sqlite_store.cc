@@ -96,6 +96,10 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_state ON sessions (state, id);
 )sql",
+    // Version 3: a cuda task's device limits (empty for older tasks and cpu).
+    R"sql(
+ALTER TABLE tasks ADD COLUMN target_limits BLOB NOT NULL DEFAULT x'';  -- tlm.v1.TargetLimits
+)sql",
 };
 constexpr int kKnownVersions = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersions == kSchemaVersion, "one migration per schema version");
@@ -363,7 +367,8 @@ constexpr const char* kTaskColumns = R"sql(
          (SELECT COUNT(*) FROM programs p JOIN measurements m ON m.program_id = p.id
            WHERE p.task_id = t.id AND m.error_kind != ?1),
          (SELECT MIN(m.median_seconds) FROM programs p JOIN measurements m ON m.program_id = p.id
-           WHERE p.task_id = t.id AND m.error_kind = ?1)
+           WHERE p.task_id = t.id AND m.error_kind = ?1),
+         t.target_limits
   FROM tasks t JOIN workloads w ON w.id = t.workload_id JOIN targets g ON g.id = t.target_id
 )sql";
 
@@ -385,6 +390,9 @@ tlm::v1::Task TaskFromRow(const Statement& row) {
   t.set_trials_done(static_cast<int32_t>(row.Int(13)));
   t.set_trials_failed(static_cast<int32_t>(row.Int(14)));
   t.set_best_seconds(row.IsNull(15) ? 0.0 : row.Double(15));
+  if (const std::string limits = row.Blob(16); !limits.empty()) {
+    t.mutable_target()->mutable_limits()->ParseFromString(limits);
+  }
   return t;
 }
 
@@ -489,8 +497,8 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
   {
     Statement task(db,
                    "INSERT INTO tasks (name, workload_id, target_id, num_trials, sampler, seed, "
-                   "measure, state, message, created_ms, updated_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?) RETURNING id");
+                   "measure, state, message, created_ms, updated_ms, target_limits) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?) RETURNING id");
     task.Bind(request.name())
         .Bind(workload_id)
         .Bind(target_id)
@@ -500,7 +508,9 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
         .BindBlob(request.measure().SerializeAsString())
         .Bind(int64_t{tlm::v1::TASK_STATE_RUNNING})
         .Bind(now_unix_ms)
-        .Bind(now_unix_ms);
+        .Bind(now_unix_ms)
+        .BindBlob(request.target().has_limits() ? request.target().limits().SerializeAsString()
+                                                : std::string());
     if (!task.Step()) return task.status();
     task_id = task.Int(0);
   }

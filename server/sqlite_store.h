@@ -15,7 +15,7 @@ struct sqlite3;
 namespace tlm::server {
 
 // Schema version this code writes; Open migrates older files up to it.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // Closes a SQLite connection (the deleter of SqliteStore's connection).
 struct SqliteConnectionCloser {

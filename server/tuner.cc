@@ -68,6 +68,12 @@ absl::Status ValidateSubmitRequest(const tlm::v1::SubmitTaskRequest& request) {
     return Invalid("target.kind",
                    absl::StrCat("unknown target kind \"", kind, "\" (known: ", known, ")"));
   }
+  if (request.target().has_limits()) {
+    if (kind != "cuda") {
+      return Invalid("target.limits", absl::StrCat("only cuda targets take limits, not ", kind));
+    }
+    if (absl::Status s = program::ValidateLimits(request.target().limits()); !s.ok()) return s;
+  }
   // What the target cannot run (e.g. float16 on cpu).
   if (absl::Status s = program::Sketch::Make(*workload, kind).status(); !s.ok()) return s;
   if (request.num_trials() < 1 || request.num_trials() > kMaxTrials) {
@@ -148,7 +154,8 @@ absl::Status Tuner::Activate(const tlm::v1::Task& t, std::vector<Job>& jobs) {
   absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(t.workload());
   absl::StatusOr<std::unique_ptr<Sampler>> sampler =
       workload.ok() ? samplers_.Make(t.sampler(), *workload, t.target().kind(),
-                                   ResumeSeed(t.seed(), hashes->size()))
+                                   ResumeSeed(t.seed(), hashes->size()),
+                                   program::LimitsFromProto(t.target().limits()))
                     : workload.status();
   if (!sampler.ok()) {
     return absl::FailedPreconditionError(
@@ -245,7 +252,9 @@ absl::Status Tuner::Check(const tlm::v1::SubmitTaskRequest& request) const {
   if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
   absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
-  return samplers_.Make(request.sampler(), *workload, request.target().kind(), request.seed())
+  return samplers_
+      .Make(request.sampler(), *workload, request.target().kind(), request.seed(),
+            program::LimitsFromProto(request.target().limits()))
       .status();
 }
 
@@ -255,10 +264,14 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
   if (request.seed() == 0) {
     request.set_seed(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) | 1);
   }
+  if (request.target().kind() == "cuda") {
+    *request.mutable_target()->mutable_limits() = LimitsFor(request.target());
+  }
   absl::StatusOr<program::Workload> workload = program::WorkloadFromProto(request.workload());
   if (!workload.ok()) return workload.status();
-  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      samplers_.Make(request.sampler(), *workload, request.target().kind(), request.seed());
+  const program::TargetLimits limits = program::LimitsFromProto(request.target().limits());
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler = samplers_.Make(
+      request.sampler(), *workload, request.target().kind(), request.seed(), limits);
   if (!sampler.ok()) return sampler.status();
 
   std::vector<Job> jobs;
@@ -276,15 +289,25 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
       return first.status();
     }
     jobs = std::move(*first);
-    spdlog::info("task {} submitted: {} on {}, {} trials, sampler {}", task->id,
-                 program::WorkloadSummary(*workload), request.target().kind(), request.num_trials(),
-                 request.sampler());
+    spdlog::info("task {} submitted: {} on {}{}, {} trials, sampler {}", task->id,
+                 program::WorkloadSummary(*workload), request.target().kind(),
+                 request.target().has_limits()
+                     ? absl::StrCat(" (", program::LimitsSummary(limits), ")")
+                     : std::string(),
+                 request.num_trials(), request.sampler());
     ActiveTask& ref = *task;
     active_[task->id] = std::move(task);
     MaybeFinish(ref);
   }
   for (Job& job : jobs) dispatcher_->Enqueue(std::move(job));
   return created;
+}
+
+tlm::v1::TargetLimits Tuner::LimitsFor(const tlm::v1::Target& target) const {
+  if (target.has_limits()) {
+    return program::LimitsToProto(program::LimitsFromProto(target.limits()));
+  }
+  return dispatcher_->TightestLimits(target).value_or(program::LimitsToProto({}));
 }
 
 absl::StatusOr<std::vector<Job>> Tuner::TopUp(ActiveTask& task) {

@@ -99,7 +99,8 @@ class Tuner {
   // What Submit would refuse the request for (including its sampler),
   // without storing anything.
   absl::Status Check(const tlm::v1::SubmitTaskRequest& request) const;
-  // Validates, stores and starts a task. UNAVAILABLE after StopAccepting.
+  // Validates, stores and starts a task. A cuda task's limits are resolved
+  // (LimitsFor) and stored with it. UNAVAILABLE after StopAccepting.
   absl::StatusOr<tlm::v1::Task> Submit(tlm::v1::SubmitTaskRequest request);
   absl::StatusOr<tlm::v1::Task> Get(int64_t task_id);
   absl::StatusOr<std::vector<tlm::v1::Task>> List(int limit,
@@ -157,6 +158,10 @@ class Tuner {
   void Notify(ActiveTask& task, const tlm::v1::Task& snapshot, const tlm::v1::Trial* trial,
               bool last) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Job MakeJob(const ActiveTask& task, int64_t program_id, const tlm::v1::Program& program) const;
+  // A cuda task's limits, every field filled in: the request's, else the
+  // tightest over the connected workers serving the target, else the
+  // portable defaults.
+  tlm::v1::TargetLimits LimitsFor(const tlm::v1::Target& target) const;
   int64_t NowMs() const;
 
   Store* const store_;

@@ -51,9 +51,11 @@ std::string OutOfBoundsSource() {
                       "}\n");
 }
 
-// Launch limits the device imposes on a kernel; INVALID_ARGUMENT naming the
-// kernel and the limit it exceeds.
-absl::Status CheckLaunchLimits(const CudaKernel& k, const CudaDeviceInfo& device) {
+// Launch limits the device imposes on a kernel (shared memory: the opt-in
+// limit, `limits.max_shared_bytes`); INVALID_ARGUMENT naming the kernel and
+// the limit it exceeds.
+absl::Status CheckLaunchLimits(const CudaKernel& k, const CudaDeviceInfo& device,
+                               const program::TargetLimits& limits) {
   if (k.grid < 1 || k.grid > device.max_grid_x) {
     return absl::InvalidArgumentError(absl::StrCat("kernel ", k.name, ": grid of ", k.grid,
                                                    " blocks is outside [1, ", device.max_grid_x,
@@ -64,15 +66,27 @@ absl::Status CheckLaunchLimits(const CudaKernel& k, const CudaDeviceInfo& device
         absl::StrCat("kernel ", k.name, ": ", k.block, " threads per block is outside [1, ",
                      device.max_threads_per_block, "] on ", device.name));
   }
-  if (k.shared_bytes > device.shared_bytes_per_block) {
+  if (k.shared_bytes > limits.max_shared_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "kernel ", k.name, ": ", k.shared_bytes, " bytes of shared memory per block exceed ",
-        device.shared_bytes_per_block, " on ", device.name));
+        limits.max_shared_bytes, " (opt-in) on ", device.name));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+program::TargetLimits DeviceLimits(const CudaDeviceInfo& device) {
+  program::TargetLimits limits;
+  if (device.max_threads_per_block > 0) limits.max_threads_per_block = device.max_threads_per_block;
+  if (device.shared_bytes_per_block_optin > 0) {
+    limits.max_shared_bytes = device.shared_bytes_per_block_optin;
+  } else if (device.shared_bytes_per_block > 0) {
+    limits.max_shared_bytes = device.shared_bytes_per_block;
+  }
+  if (device.registers_per_block > 0) limits.max_registers_per_block = device.registers_per_block;
+  return limits;
+}
 
 struct CudaBackend::WorkloadBuffers {
   WorkloadData host;  // inputs (rounded to half for float16) and reference
@@ -113,7 +127,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(Options options
 }
 
 CudaBackend::CudaBackend(const CudaDriver* driver, CudaDeviceInfo device, Options options)
-    : driver_(driver), device_(std::move(device)), options_(std::move(options)) {}
+    : driver_(driver),
+      device_(std::move(device)),
+      limits_(DeviceLimits(device_)),
+      options_(std::move(options)) {}
 
 CudaBackend::~CudaBackend() = default;
 
@@ -129,6 +146,7 @@ tlm::v1::WorkerCapabilities CudaBackend::Capabilities() const {
   gpu->set_max_threads_per_block(device_.max_threads_per_block);
   gpu->set_shared_bytes_per_block(device_.shared_bytes_per_block);
   gpu->set_shared_bytes_per_block_optin(device_.shared_bytes_per_block_optin);
+  gpu->set_registers_per_block(device_.registers_per_block);
   gpu->set_l2_bytes(device_.l2_bytes);
   gpu->set_memory_bytes(device_.memory_bytes);
   gpu->set_warp_size(device_.warp_size);
@@ -227,7 +245,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
   if (options_.generate_for_testing) {
     source = options_.generate_for_testing(*parsed);
   } else {
-    absl::StatusOr<program::LoopNest> nest = program::Lower(*parsed);
+    absl::StatusOr<program::LoopNest> nest = program::Lower(*parsed, limits_);
     if (!nest.ok()) {
       return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(nest.status().message()));
     }
@@ -241,7 +259,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     source->kernels.insert(source->kernels.begin(), CudaKernel{kOutOfBoundsKernel, 1, 1, 0});
   }
   for (const CudaKernel& k : source->kernels) {
-    const absl::Status fits = CheckLaunchLimits(k, device_);
+    const absl::Status fits = CheckLaunchLimits(k, device_, limits_);
     if (!fits.ok())
       return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(fits.message()));
   }
@@ -271,6 +289,19 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     absl::StatusOr<CUfunction> f = module->Function(k.name);
     if (!f.ok()) {
       return failed_build(tlm::v1::ERROR_KIND_COMPILE_DEVICE, std::string(f.status().message()));
+    }
+    if (k.shared_bytes > device_.shared_bytes_per_block) {
+      // Within the opt-in limit (CheckLaunchLimits); the driver may still
+      // refuse, e.g. when the compiled kernel also holds static shared memory.
+      const absl::Status granted = driver_->Check(
+          driver_->cuFuncSetAttribute(*f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                      static_cast<int>(k.shared_bytes)),
+          absl::StrCat("cuFuncSetAttribute(", k.name, ", max dynamic shared memory ",
+                       k.shared_bytes, " B)"));
+      if (granted.code() == absl::StatusCode::kAborted) return DeviceFailure(granted, "build");
+      if (!granted.ok()) {
+        return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(granted.message()));
+      }
     }
     functions.push_back(*f);
   }
@@ -305,7 +336,8 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     for (size_t i = 0; i < functions.size(); ++i) {
       const CudaKernel& k = source->kernels[i];
       const absl::Status s = d.Check(d.cuLaunchKernel(functions[i], static_cast<unsigned>(k.grid),
-                                                      1, 1, static_cast<unsigned>(k.block), 1, 1, 0,
+                                                      1, 1, static_cast<unsigned>(k.block), 1, 1,
+                                                      static_cast<unsigned>(k.shared_bytes),
                                                       nullptr, arguments.data(), nullptr),
                                      absl::StrCat("cuLaunchKernel(", k.name, ")"));
       if (!s.ok()) return s;

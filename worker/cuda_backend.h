@@ -14,9 +14,19 @@
 // converts (half.h), rounds the inputs to half before computing the
 // reference, and widens the tolerance by the half roundings.
 //
-// Failures: a program that does not lower or exceeds the device's launch
-// limits is ERROR_KIND_INSTANTIATION; one NVRTC rejects (or the driver
-// cannot load) is ERROR_KIND_COMPILE_DEVICE with the compiler's log; a
+// Device limits: programs are lowered within DeviceLimits(device()), the
+// device's own threads, opt-in shared memory and registers per block, and
+// kernels are launched with their dynamic shared memory (cuda_codegen.h);
+// a kernel that needs more than the device's default shared memory per
+// block is granted it (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
+// once its module is loaded.
+//
+// Failures: a program that does not lower within the device's limits
+// (the message names the limit), exceeds its launch limits, or is refused
+// the shared memory it needs by cuFuncSetAttribute is
+// ERROR_KIND_INSTANTIATION: it does not fit this device, though it may fit
+// another. One NVRTC rejects (or the driver cannot load) is
+// ERROR_KIND_COMPILE_DEVICE with the compiler's log; a
 // driver error while running is ERROR_KIND_RUNTIME_DEVICE naming the call
 // and the error. After an error that poisons the CUDA context (an illegal
 // address, a failed launch, see IsContextPoisoning) the backend is
@@ -41,6 +51,13 @@
 #include "worker/cuda_driver.h"
 
 namespace tlm::worker {
+
+// The limits a program must respect to run on `device`: its threads per
+// block, its opt-in shared memory per block (the default shared memory
+// when the driver reports no opt-in value) and its registers per block;
+// the portable defaults of program::TargetLimits for the other fields and
+// for any the driver reports as 0.
+program::TargetLimits DeviceLimits(const CudaDeviceInfo& device);
 
 class CudaBackend final : public Backend {
  public:
@@ -75,6 +92,8 @@ class CudaBackend final : public Backend {
                                  const tlm::v1::MeasureOptions& options) override;
 
   const CudaDeviceInfo& device() const { return device_; }
+  // DeviceLimits(device()).
+  const program::TargetLimits& limits() const { return limits_; }
 
  private:
   struct DeviceState;
@@ -95,6 +114,7 @@ class CudaBackend final : public Backend {
 
   const CudaDriver* const driver_;
   const CudaDeviceInfo device_;
+  const program::TargetLimits limits_;
   const Options options_;
   // Set once the context is poisoned: the error that did it.
   std::string lost_after_;

@@ -35,6 +35,17 @@ __device__ __forceinline__ unsigned short f2h(float f) {
 #endif
 )";
 
+// The dynamic shared memory every kernel's shared buffers point into. A
+// host build of the source (tests) defines TLM_HOST_SHARED and its own
+// tlm_shared.
+constexpr char kSharedArray[] = R"(#ifndef TLM_HOST_SHARED
+extern __shared__ float __align__(16) tlm_shared[];
+#endif
+)";
+
+// Shared buffers start at multiples of 16 bytes (4 floats) of tlm_shared.
+constexpr int64_t kSharedAlignFloats = 4;
+
 std::string FloatLiteral(double c) {
   if (std::isinf(c)) return c > 0 ? "__int_as_float(0x7f800000)" : "__int_as_float(0xff800000)";
   if (std::isnan(c)) return "__int_as_float(0x7fffffff)";
@@ -65,9 +76,6 @@ class Emitter {
         kernel.block = s.extent;
         ++thread_loops;
       }
-      if (s.kind == StmtKind::kAlloc && nest_.buffers[s.buffer].scope == BufferScope::kShared) {
-        kernel.shared_bytes += 4 * nest_.buffers[s.buffer].elements;
-      }
     }
     if (thread_loops != 1) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -81,12 +89,16 @@ class Emitter {
     }
     absl::StrAppend(&code_, "extern \"C\" __global__ void __launch_bounds__(", kernel.block, ") ",
                     kernel.name, "(", absl::StrJoin(params, ", "), ") {\n");
+    shared_floats_ = 0;
     if (absl::Status s = Emit(block, 1); !s.ok()) return s;
     absl::StrAppend(&code_, "}\n\n");
+    kernel.shared_bytes = 4 * shared_floats_;
     out_->kernels.push_back(std::move(kernel));
     return absl::OkStatus();
   }
 
+  // True when some kernel uses shared memory (and so tlm_shared).
+  bool uses_shared() const { return uses_shared_; }
   std::string code() && { return std::move(code_); }
 
  private:
@@ -212,8 +224,17 @@ class Emitter {
         if (b.scope == BufferScope::kGlobal) {
           return absl::InvalidArgumentError(absl::StrCat("cannot allocate global buffer ", b.name));
         }
-        absl::StrAppend(&code_, pad, b.scope == BufferScope::kShared ? "__shared__ " : "",
-                        "float ", BufferName(s.buffer), "[", b.elements, "];  // ", b.name, "\n");
+        if (b.scope == BufferScope::kLocal) {
+          absl::StrAppend(&code_, pad, "float ", BufferName(s.buffer), "[", b.elements, "];  // ",
+                          b.name, "\n");
+          return absl::OkStatus();
+        }
+        const int64_t offset =
+            (shared_floats_ + kSharedAlignFloats - 1) / kSharedAlignFloats * kSharedAlignFloats;
+        shared_floats_ = offset + b.elements;
+        uses_shared_ = true;
+        absl::StrAppend(&code_, pad, "float* ", BufferName(s.buffer), " = tlm_shared + ", offset,
+                        ";  // ", b.name, ", ", b.elements, " floats\n");
         return absl::OkStatus();
       }
       case StmtKind::kStore: {
@@ -239,6 +260,9 @@ class Emitter {
   CudaSource* out_;
   std::string index_type_;
   std::string code_;
+  // Floats of tlm_shared the current kernel's buffers reach so far.
+  int64_t shared_floats_ = 0;
+  bool uses_shared_ = false;
 };
 
 }  // namespace
@@ -258,7 +282,9 @@ absl::StatusOr<CudaSource> GenerateCuda(const program::LoopNest& nest) {
   for (size_t i = 0; i < nest.body.size(); ++i) {
     if (absl::Status s = emitter.EmitKernel(nest.body[i], static_cast<int>(i)); !s.ok()) return s;
   }
-  source.code = absl::StrCat(source.half ? kHalfHelpers : "", std::move(emitter).code());
+  const bool shared = emitter.uses_shared();
+  source.code = absl::StrCat(source.half ? kHalfHelpers : "", shared ? kSharedArray : "",
+                             std::move(emitter).code());
   return source;
 }
 

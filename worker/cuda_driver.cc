@@ -167,6 +167,7 @@ absl::StatusOr<CudaDeviceInfo> QueryDevice(const CudaDriver& driver, int ordinal
       {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "opt-in shared memory per block"},
       {CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, "L2 size"},
       {CU_DEVICE_ATTRIBUTE_WARP_SIZE, "warp size"},
+      {CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, "registers per block"},
   };
   for (Attribute& a : attributes) {
     s = driver.Check(driver.cuDeviceGetAttribute(&a.value, a.attribute, info.device),
@@ -182,6 +183,7 @@ absl::StatusOr<CudaDeviceInfo> QueryDevice(const CudaDriver& driver, int ordinal
   info.shared_bytes_per_block_optin = attributes[6].value;
   info.l2_bytes = attributes[7].value;
   info.warp_size = attributes[8].value;
+  info.registers_per_block = attributes[9].value;
   size_t memory = 0;
   s = driver.Check(driver.cuDeviceTotalMem(&memory, info.device), "cuDeviceTotalMem");
   if (!s.ok()) return s;

@@ -50,6 +50,7 @@ namespace tlm::worker {
   X(cuModuleLoadData)                 \
   X(cuModuleGetFunction)              \
   X(cuModuleUnload)                   \
+  X(cuFuncSetAttribute)               \
   X(cuMemAlloc)                       \
   X(cuMemFree)                        \
   X(cuMemcpyHtoD)                     \
@@ -126,8 +127,12 @@ struct CudaDeviceInfo {
   int multiprocessors = 0;
   int max_threads_per_block = 0;
   int64_t max_grid_x = 0;
-  int64_t shared_bytes_per_block = 0;        // static shared memory
-  int64_t shared_bytes_per_block_optin = 0;  // with dynamic shared memory
+  // Shared memory of one block: any kernel may use shared_bytes_per_block;
+  // one granted more dynamic shared memory (cuFuncSetAttribute) up to the
+  // opt-in value.
+  int64_t shared_bytes_per_block = 0;
+  int64_t shared_bytes_per_block_optin = 0;
+  int registers_per_block = 0;
   int64_t l2_bytes = 0;
   int64_t memory_bytes = 0;
   int warp_size = 0;

@@ -586,7 +586,7 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
   tlm::v1::ServerStatus server_status;
   REQUIRE(cluster.admin().GetStatus(&status_context, {}, &server_status).ok());
   CHECK(server_status.num_tasks() == 1);
-  CHECK(server_status.schema_version() == 2);
+  CHECK(server_status.schema_version() == 3);
 }
 
 TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
@@ -629,7 +629,7 @@ TEST_CASE("tlmctl drives a task from submit to cancel against a real tlmd") {
 
   CommandResult status = RunCommand({ctl, server, "status"});
   CHECK(status.exit_code == 0);
-  CHECK_THAT(status.out, Catch::Contains("schema v2"));
+  CHECK_THAT(status.out, Catch::Contains("schema v3"));
   CHECK_THAT(status.out, Catch::Contains("tasks         2"));  // before the import below
   CommandResult workers = RunCommand({ctl, server, "workers"});
   CHECK_THAT(workers.out, Catch::Contains("w1"));

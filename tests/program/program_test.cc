@@ -177,11 +177,83 @@ TEST_CASE("invalid programs are rejected with the reason") {
   CHECK(absl::StrContains(ErrorOf(ProgramFromProto(proto).status()), "does not match"));
 }
 
-TEST_CASE("shared-memory limits bound cuda tiles") {
+TEST_CASE("cuda tiles are bound by a device's shared memory and registers") {
   Program gpu = *DefaultProgram(Dense(1024, 1024, 1024), "cuda");
-  // Block tile 256 x 256 with k tile 64: (256*64 + 64*256) * 4 B = 128 KiB.
-  gpu.decisions = {1, 16, 1, 16, 1, 16, 1, 16, 64, 1, 0};
-  CHECK(absl::StrContains(ErrorOf(ValidateProgram(gpu)), "shared memory of"));
+  // Block tile 128 x 128 with k tile 128: (128*128 + 128*128) * 4 B = 128 KiB,
+  // 16 x 16 threads with 8 x 8 accumulators each.
+  gpu.decisions = {1, 16, 8, 1, 1, 16, 8, 1, 128, 1, 0};
+  // Valid in the language (it parses), but beyond the portable 48 KiB.
+  CHECK(ValidateProgram(gpu).ok());
+  CHECK(Parse(Print(gpu)).ok());
+  CHECK(ErrorOf(ValidateProgram(gpu, TargetLimits{})) ==
+        "stage dense, axis k, level 1: shared memory of 131072 B exceeds the limit 49152 B");
+  TargetLimits h100;
+  h100.max_shared_bytes = 227 * 1024;
+  CHECK(ValidateProgram(gpu, h100).ok());
+  // No device has 512 KiB per block.
+  gpu.decisions = {1, 16, 8, 1, 1, 16, 8, 1, 512, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(gpu)) ==
+        "stage dense, axis k, level 1: shared memory of 524288 B exceeds the limit 262144 B");
+  CHECK_FALSE(Parse(Print(gpu)).ok());
+
+  // 1024 threads share 65536 registers: 64 each, too few for 64 accumulators.
+  gpu.decisions = {1, 32, 8, 1, 1, 32, 8, 1, 1, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(gpu)) ==
+        "stage dense, axis j, level 3: 64 accumulators per thread need about 80 registers; "
+        "1024 threads of a block may use 64 each");
+  // No thread holds more than 255 registers.
+  gpu.decisions = {1, 16, 16, 1, 1, 16, 16, 1, 1, 1, 0};
+  CHECK(ErrorOf(ValidateProgram(gpu)) ==
+        "stage dense, axis j, level 3: 256 accumulators per thread need about 272 registers; "
+        "256 threads of a block may use 255 each");
+  // 512 threads with 64 accumulators fit 65536 registers, not 32768.
+  gpu.decisions = {1, 32, 8, 1, 1, 16, 8, 1, 1, 1, 0};
+  CHECK(ValidateProgram(gpu).ok());
+  TargetLimits half_registers;
+  half_registers.max_registers_per_block = 32768;
+  CHECK(absl::StrContains(ErrorOf(ValidateProgram(gpu, half_registers)),
+                          "512 threads of a block may use 64 each"));
+  // A device with 256 threads per block.
+  TargetLimits few_threads;
+  few_threads.max_threads_per_block = 256;
+  CHECK(ErrorOf(ValidateProgram(gpu, few_threads)) ==
+        "stage dense, axis j, level 2: 512 threads per block exceed the limit 256");
+
+  // Every program sampled within a device's limits is valid within them.
+  std::mt19937_64 rng(7);
+  const Sketch sketch = *Sketch::Make(Dense(512, 512, 512), "cuda", few_threads);
+  for (int i = 0; i < 200; ++i) {
+    const Program p = SampleProgram(sketch, rng);
+    INFO(Print(p));
+    REQUIRE(ValidateProgram(p, few_threads).ok());
+  }
+}
+
+TEST_CASE("target limits convert from protos, zero fields taking the defaults") {
+  tlm::v1::TargetLimits proto;
+  proto.set_max_shared_bytes_per_block(100 * 1024);
+  const TargetLimits limits = LimitsFromProto(proto);
+  CHECK(limits.max_threads_per_block == 1024);
+  CHECK(limits.max_shared_bytes == 100 * 1024);
+  CHECK(limits.max_registers_per_block == 65536);
+  const tlm::v1::TargetLimits full = LimitsToProto(limits);
+  CHECK(full.max_threads_per_block() == 1024);
+  CHECK(full.max_shared_bytes_per_block() == 100 * 1024);
+  CHECK(full.max_registers_per_block() == 65536);
+  CHECK(LimitsSummary(limits) ==
+        "1024 threads, 102400 B shared memory, 65536 registers per block");
+
+  CHECK(ValidateLimits(proto).ok());
+  proto.set_max_shared_bytes_per_block(512 * 1024);
+  CHECK(ErrorOf(ValidateLimits(proto)) ==
+        "target.limits.max_shared_bytes_per_block: must be between 1024 and 262144 (or 0 for "
+        "the default), got 524288");
+  proto = {};
+  proto.set_max_threads_per_block(16);
+  CHECK(absl::StrContains(ErrorOf(ValidateLimits(proto)), "max_threads_per_block"));
+  proto = {};
+  proto.set_max_registers_per_block(100);
+  CHECK(absl::StrContains(ErrorOf(ValidateLimits(proto)), "max_registers_per_block"));
 }
 
 TEST_CASE("tile factors are sampled uniformly over ordered factorizations") {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
+#include <set>
 #include <thread>
 
 namespace tlm::server {
@@ -132,6 +133,59 @@ TEST_CASE("jobs go only to workers of their kind and device, one per credit, in 
   CHECK(queues[1].target_kind() == "cuda");
   CHECK(queues[1].queued() == 1);
   CHECK(queues[1].leased() == 1);
+}
+
+// A cuda worker whose GPU reports these per-block limits.
+std::shared_ptr<WorkerSession> ConnectGpu(Harness& h, int credits, int threads, int64_t optin,
+                                          int registers) {
+  tlm::v1::RegisterRequest r;
+  r.set_name("gpu-worker");
+  r.mutable_capabilities()->mutable_target()->set_kind("cuda");
+  r.mutable_capabilities()->set_max_in_flight(credits);
+  tlm::v1::GpuProperties* gpu = r.mutable_capabilities()->mutable_gpu();
+  gpu->set_max_threads_per_block(threads);
+  gpu->set_shared_bytes_per_block(48 * 1024);
+  gpu->set_shared_bytes_per_block_optin(optin);
+  gpu->set_registers_per_block(registers);
+  std::shared_ptr<WorkerSession> s = h.dispatcher->Connect(r).value();
+  h.dispatcher->Grant(s->worker_id(), credits);
+  return s;
+}
+
+TEST_CASE("a job with limits goes only to GPUs that meet each of them") {
+  Harness h;
+  CHECK_FALSE(h.dispatcher->TightestLimits(Harness::MakeJob(1, "cuda").target).has_value());
+  auto big = ConnectGpu(h, 10, 1024, 227 * 1024, 65536);
+  auto small = ConnectGpu(h, 10, 512, 99 * 1024, 65536);
+  h.Connect("cpu", 10);
+
+  const tlm::v1::TargetLimits tightest =
+      h.dispatcher->TightestLimits(Harness::MakeJob(1, "cuda").target).value();
+  CHECK(tightest.max_threads_per_block() == 512);
+  CHECK(tightest.max_shared_bytes_per_block() == 99 * 1024);
+  CHECK(tightest.max_registers_per_block() == 65536);
+  CHECK_FALSE(h.dispatcher->TightestLimits(Harness::MakeJob(1, "cpu").target).has_value());
+
+  Job wide = Harness::MakeJob(1, "cuda");
+  wide.target.mutable_limits()->set_max_shared_bytes_per_block(160 * 1024);
+  Job threads = Harness::MakeJob(2, "cuda");
+  threads.target.mutable_limits()->set_max_threads_per_block(1024);
+  Job fits_both = Harness::MakeJob(3, "cuda");
+  *fits_both.target.mutable_limits() = tightest;
+  h.dispatcher->Enqueue(wide);
+  h.dispatcher->Enqueue(threads);
+  h.dispatcher->Enqueue(fits_both);
+  h.dispatcher->Enqueue(Harness::MakeJob(4, "cuda"));  // no limits: any cuda worker
+
+  std::set<int64_t> on_small;
+  while (auto job = Take(*small)) on_small.insert(job->job_id());
+  std::set<int64_t> on_big;
+  while (auto job = Take(*big)) on_big.insert(job->job_id());
+  CHECK(on_small.count(1) == 0);
+  CHECK(on_small.count(2) == 0);
+  CHECK(on_big.count(1) == 1);
+  CHECK(on_big.count(2) == 1);
+  CHECK(on_small.size() + on_big.size() == 4);
 }
 
 TEST_CASE("work is spread over workers round-robin") {

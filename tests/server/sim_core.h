@@ -42,10 +42,14 @@ struct Core {
     tuner = std::make_unique<Tuner>(store.get(), dispatcher.get(), options);
   }
 
-  std::shared_ptr<WorkerSession> ConnectWorker(int credits, const std::string& kind = "cpu") {
+  // A worker of `kind`; a cuda worker reports `gpu` when given.
+  std::shared_ptr<WorkerSession> ConnectWorker(
+      int credits, const std::string& kind = "cpu",
+      const std::optional<tlm::v1::GpuProperties>& gpu = std::nullopt) {
     tlm::v1::RegisterRequest reg;
     reg.set_name("sim");
     reg.mutable_capabilities()->mutable_target()->set_kind(kind);
+    if (gpu.has_value()) *reg.mutable_capabilities()->mutable_gpu() = *gpu;
     reg.mutable_capabilities()->set_max_in_flight(credits);
     std::shared_ptr<WorkerSession> session = dispatcher->Connect(reg).value();
     dispatcher->Grant(session->worker_id(), credits);

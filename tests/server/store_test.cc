@@ -102,13 +102,13 @@ std::string Pragma(const std::string& path, const std::string& sql) {
   return value;
 }
 
-TEST_CASE("a new file gets schema version 2 in WAL mode, in a created directory") {
+TEST_CASE("a new file gets schema version 3 in WAL mode, in a created directory") {
   TempDir dir;
   const std::string path = dir.file("nested/deeper/tlmd.db");
   auto store = SqliteStore::Open(path);
   REQUIRE(store.ok());
-  CHECK((*store)->schema_version() == 2);
-  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "2");
+  CHECK((*store)->schema_version() == 3);
+  CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "3");
   CHECK(Pragma(path, "PRAGMA journal_mode") == "wal");
 }
 
@@ -152,15 +152,47 @@ TEST_CASE("a version-1 file migrates to sessions and keeps its tasks") {
     task_id = (*store)->CreateTask(Request(16), 5).value().id();
   }
   // What a file written before sessions existed looks like.
-  Exec(path, "DROP TABLE sessions; UPDATE schema_version SET version = 1;");
+  Exec(path,
+       "DROP TABLE sessions; ALTER TABLE tasks DROP COLUMN target_limits;"
+       "UPDATE schema_version SET version = 1;");
   REQUIRE(Pragma(path, "SELECT MAX(version) FROM schema_version") == "1");
   auto store = SqliteStore::Open(path);
   REQUIRE(store.ok());
-  CHECK((*store)->schema_version() == 2);
+  CHECK((*store)->schema_version() == 3);
   CHECK((*store)->GetTask(task_id).value().workload().params(0).value() == 16);
   tlm::v1::Session session;
   session.set_state(tlm::v1::SESSION_STATE_RUNNING);
   CHECK((*store)->CreateSession(session).ok());
+}
+
+TEST_CASE("a task's target limits are stored; tasks of a version-2 file have none") {
+  TempDir dir;
+  const std::string path = dir.file("v2.db");
+  int64_t old_task = 0;
+  {
+    auto store = SqliteStore::Open(path);
+    REQUIRE(store.ok());
+    old_task = (*store)->CreateTask(Request(16, "cuda"), 5).value().id();
+  }
+  Exec(path, "ALTER TABLE tasks DROP COLUMN target_limits; UPDATE schema_version SET version = 2;");
+  auto store = SqliteStore::Open(path);
+  REQUIRE(store.ok());
+  CHECK((*store)->schema_version() == 3);
+  const tlm::v1::Task before = (*store)->GetTask(old_task).value();
+  CHECK(before.target().kind() == "cuda");
+  CHECK_FALSE(before.target().has_limits());
+
+  tlm::v1::SubmitTaskRequest request = Request(32, "cuda");
+  request.mutable_target()->mutable_limits()->set_max_threads_per_block(256);
+  request.mutable_target()->mutable_limits()->set_max_shared_bytes_per_block(101376);
+  request.mutable_target()->mutable_limits()->set_max_registers_per_block(65536);
+  const int64_t id = (*store)->CreateTask(request, 6).value().id();
+  const tlm::v1::Task task = (*store)->GetTask(id).value();
+  CHECK(task.target().limits().max_threads_per_block() == 256);
+  CHECK(task.target().limits().max_shared_bytes_per_block() == 101376);
+  CHECK(task.target().limits().max_registers_per_block() == 65536);
+  // Same kind and device: one targets row for both tasks.
+  CHECK(Pragma(path, "SELECT COUNT(*) FROM targets") == "1");
 }
 
 TEST_CASE("sessions are stored whole, replaced, listed newest first and filtered by state") {
@@ -213,7 +245,7 @@ TEST_CASE("a file from a newer schema is refused and left as it was") {
   REQUIRE_FALSE(store.ok());
   CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(store.status().message()), Catch::Contains("schema version 99"));
-  CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 2"));
+  CHECK_THAT(std::string(store.status().message()), Catch::Contains("up to 3"));
   CHECK(Pragma(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'") == "0");
   CHECK(Pragma(path, "SELECT MAX(version) FROM schema_version") == "99");
   CHECK(ReadFile(path) == before);

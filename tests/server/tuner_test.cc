@@ -239,6 +239,105 @@ TEST_CASE("a float16 task is tuned on cuda workers only, with valid cuda program
   CHECK(core.store->Counts()->tasks == tasks);
 }
 
+tlm::v1::GpuProperties Gpu(int threads, int64_t optin, int registers) {
+  tlm::v1::GpuProperties gpu;
+  gpu.set_arch("sm_90");
+  gpu.set_max_threads_per_block(threads);
+  gpu.set_shared_bytes_per_block(std::min<int64_t>(optin, 48 * 1024));
+  gpu.set_shared_bytes_per_block_optin(optin);
+  gpu.set_registers_per_block(registers);
+  return gpu;
+}
+
+tlm::v1::SubmitTaskRequest CudaRequest(int trials) {
+  tlm::v1::SubmitTaskRequest request = DenseRequest(256, 256, 256, trials);
+  request.mutable_target()->set_kind("cuda");
+  return request;
+}
+
+// Every stored program of the task is valid within `limits`; returns how
+// many there are.
+size_t CheckAllWithin(Core& core, int64_t task_id, const tlm::v1::TargetLimits& limits) {
+  const std::vector<tlm::v1::Trial> trials = core.store->ListTrials(task_id).value();
+  for (const tlm::v1::Trial& t : trials) {
+    const program::Program p = program::ProgramFromProto(t.program()).value();
+    const absl::Status fits = program::ValidateProgram(p, program::LimitsFromProto(limits));
+    INFO(t.program().text());
+    CHECK(fits.ok());
+  }
+  return trials.size();
+}
+
+TEST_CASE("a cuda task takes the tightest limits of its GPUs, keeps them over a restart, "
+          "and its jobs go only to GPUs that meet them") {
+  const std::string path = TempDbPath();
+  int64_t task_id = 0;
+  tlm::v1::TargetLimits limits;
+  {
+    Core core(path, /*window=*/4);
+    std::shared_ptr<WorkerSession> big = core.ConnectWorker(2, "cuda", Gpu(1024, 227 * 1024, 65536));
+    std::shared_ptr<WorkerSession> small = core.ConnectWorker(2, "cuda", Gpu(256, 16 * 1024, 32768));
+    const tlm::v1::Task task = core.tuner->Submit(CudaRequest(40)).value();
+    task_id = task.id();
+    limits = task.target().limits();
+    CHECK(limits.max_threads_per_block() == 256);
+    CHECK(limits.max_shared_bytes_per_block() == 16 * 1024);
+    CHECK(limits.max_registers_per_block() == 32768);
+    CHECK(core.tuner->Get(task_id)->target().limits().max_threads_per_block() == 256);
+    int answered = 0;
+    while (answered < 20) {
+      const int n = core.Answer(*big, ByHash, 2) + core.Answer(*small, ByHash, 2);
+      REQUIRE(n > 0);
+      answered += n;
+    }
+    core.tuner->StopAccepting();
+  }
+  // After a restart, with only a large GPU connected, the task keeps its limits.
+  Core core(path, /*window=*/4);
+  REQUIRE(core.tuner->Resume().ok());
+  std::shared_ptr<WorkerSession> big = core.ConnectWorker(4, "cuda", Gpu(1024, 227 * 1024, 65536));
+  for (int n; (n = core.Answer(*big, ByHash)) > 0;) {
+  }
+  CHECK(core.tuner->Get(task_id)->state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(CheckAllWithin(core, task_id, limits) == 40);
+
+  // Limits a request names are kept; a GPU that does not meet them gets no job.
+  std::shared_ptr<WorkerSession> small = core.ConnectWorker(4, "cuda", Gpu(256, 16 * 1024, 32768));
+  tlm::v1::SubmitTaskRequest wide = CudaRequest(12);
+  wide.mutable_target()->mutable_limits()->set_max_shared_bytes_per_block(100 * 1024);
+  const tlm::v1::Task wide_task = core.tuner->Submit(wide).value();
+  CHECK(wide_task.target().limits().max_threads_per_block() == 1024);
+  CHECK(wide_task.target().limits().max_shared_bytes_per_block() == 100 * 1024);
+  CHECK(core.Answer(*small, ByHash) == 0);
+  for (int n; (n = core.Answer(*big, ByHash)) > 0;) {
+  }
+  CHECK(core.tuner->Get(wide_task.id())->state() == tlm::v1::TASK_STATE_SUCCEEDED);
+  CHECK(CheckAllWithin(core, wide_task.id(), wide_task.target().limits()) == 12);
+}
+
+TEST_CASE("a cuda task with no GPU connected takes the portable limits; bad limits are named") {
+  Core core(TempDbPath());
+  const tlm::v1::Task task = core.tuner->Submit(CudaRequest(4)).value();
+  CHECK(task.target().limits().max_threads_per_block() == 1024);
+  CHECK(task.target().limits().max_shared_bytes_per_block() == 48 * 1024);
+  CHECK(task.target().limits().max_registers_per_block() == 65536);
+
+  tlm::v1::SubmitTaskRequest cpu = DenseRequest(8, 8, 8, 4);
+  cpu.mutable_target()->mutable_limits()->set_max_threads_per_block(256);
+  CHECK(std::string(core.tuner->Submit(cpu).status().message()) ==
+        "target.limits: only cuda targets take limits, not cpu");
+  tlm::v1::SubmitTaskRequest threads = CudaRequest(4);
+  threads.mutable_target()->mutable_limits()->set_max_threads_per_block(4096);
+  CHECK(std::string(core.tuner->Submit(threads).status().message()) ==
+        "target.limits.max_threads_per_block: must be between 32 and 1024 (or 0 for the "
+        "default), got 4096");
+  tlm::v1::SubmitTaskRequest shared = CudaRequest(4);
+  shared.mutable_target()->mutable_limits()->set_max_shared_bytes_per_block(-1);
+  CHECK_THAT(std::string(core.tuner->Submit(shared).status().message()),
+             Catch::StartsWith("target.limits.max_shared_bytes_per_block: must be between"));
+  CHECK(core.store->Counts()->tasks == 1);
+}
+
 TEST_CASE("invalid submissions store nothing") {
   Core core(TempDbPath());
   tlm::v1::SubmitTaskRequest bad = DenseRequest(8, 8, 0, 4);

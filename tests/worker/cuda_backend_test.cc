@@ -3,8 +3,11 @@
 // the device. The driver loader names what is missing. Over a fake driver
 // that runs kernels on the host (fake_cuda_driver.cc), the whole
 // measurement path runs: NVRTC, module, buffers, check, event timing, and
-// the loss of the context.
+// the loss of the context; as do the device's limits: programs lowered
+// within them, dynamic shared memory granted and passed at launch.
 #include "worker/cuda_backend.h"
+
+#include <dlfcn.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -21,15 +24,61 @@ std::string Runfile(const std::string& path) {
   return std::string(dir != nullptr ? dir : ".") + "/tlmd/" + path;
 }
 
+constexpr char kFakeLibrary[] = "tests/worker/libfake_cuda.so";
+
 const CudaDriver& FakeDriver() {
   static const CudaDriver* const driver = [] {
-    absl::StatusOr<std::unique_ptr<CudaDriver>> loaded =
-        CudaDriver::Load(Runfile("tests/worker/libfake_cuda.so"));
+    absl::StatusOr<std::unique_ptr<CudaDriver>> loaded = CudaDriver::Load(Runfile(kFakeLibrary));
     if (!loaded.ok()) FAIL(loaded.status().ToString());
     return loaded->release();
   }();
   return *driver;
 }
+
+// The fake driver's test hooks (see fake_cuda_driver.cc).
+struct FakeHooks {
+  void (*set_device)(int threads, int shared, int shared_optin, int registers) = nullptr;
+  void (*reset_device)() = nullptr;
+  unsigned (*last_launch_shared_bytes)() = nullptr;
+  int (*shared_attribute_calls)() = nullptr;
+  int (*last_shared_attribute)() = nullptr;
+};
+
+const FakeHooks& Hooks() {
+  static const FakeHooks hooks = [] {
+    FakeDriver();  // loads the library
+    void* library = dlopen(Runfile(kFakeLibrary).c_str(), RTLD_NOW | RTLD_NOLOAD);
+    if (library == nullptr) FAIL("the fake driver is not loaded");
+    auto hook = [library](const char* name) {
+      void* symbol = dlsym(library, name);
+      if (symbol == nullptr) FAIL("the fake driver lacks " << name);
+      return symbol;
+    };
+    FakeHooks h;
+    h.set_device = reinterpret_cast<decltype(h.set_device)>(hook("tlmFakeSetDevice"));
+    h.reset_device = reinterpret_cast<decltype(h.reset_device)>(hook("tlmFakeResetDevice"));
+    h.last_launch_shared_bytes = reinterpret_cast<decltype(h.last_launch_shared_bytes)>(
+        hook("tlmFakeLastLaunchSharedBytes"));
+    h.shared_attribute_calls =
+        reinterpret_cast<decltype(h.shared_attribute_calls)>(hook("tlmFakeSharedAttributeCalls"));
+    h.last_shared_attribute =
+        reinterpret_cast<decltype(h.last_shared_attribute)>(hook("tlmFakeLastSharedAttribute"));
+    return h;
+  }();
+  return hooks;
+}
+
+// While in scope, the fake device reports (and enforces) other per-block
+// limits.
+class FakeDeviceLimits {
+ public:
+  FakeDeviceLimits(int threads, int shared, int shared_optin, int registers) {
+    Hooks().set_device(threads, shared, shared_optin, registers);
+  }
+  ~FakeDeviceLimits() { Hooks().reset_device(); }
+  FakeDeviceLimits(const FakeDeviceLimits&) = delete;
+  FakeDeviceLimits& operator=(const FakeDeviceLimits&) = delete;
+};
 
 constexpr char kAddSource[] = R"(
 extern "C" __global__ void tlm_add(const float* a, const float* b, float* out) {
@@ -38,17 +87,28 @@ extern "C" __global__ void tlm_add(const float* a, const float* b, float* out) {
 }
 )";
 
+// tlm_add staging `a` in dynamic shared memory, as generated kernels do.
+constexpr char kSharedAddSource[] = R"(
+extern "C" __global__ void tlm_add(const float* a, const float* b, float* out) {
+  extern __shared__ float staged[];
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  staged[threadIdx.x] = a[i];
+  out[i] = staged[threadIdx.x] + b[i];
+}
+)";
+
 // A backend over the fake driver whose programs are one kernel `name`
-// (emulated by the fake) with source `code`, launched with `block` threads.
+// (emulated by the fake) with source `code`, launched with `block` threads
+// and `shared_bytes` of dynamic shared memory.
 std::unique_ptr<CudaBackend> FakeBackend(const std::string& name,
-                                         const std::string& code = kAddSource,
-                                         int64_t block = 128) {
+                                         const std::string& code = kAddSource, int64_t block = 128,
+                                         int64_t shared_bytes = 0) {
   CudaBackend::Options options;
   options.driver_for_testing = &FakeDriver();
   options.generate_for_testing = [=](const program::Program&) -> absl::StatusOr<CudaSource> {
     CudaSource source;
     source.code = code;
-    source.kernels = {CudaKernel{name, 1, block, 0}};
+    source.kernels = {CudaKernel{name, 1, block, shared_bytes}};
     source.num_buffers = 3;
     return source;
   };
@@ -82,6 +142,7 @@ TEST_CASE("over a fake driver a correct kernel is checked and timed with events"
   CHECK(caps.gpu().l2_bytes() == 1 << 20);
   CHECK(caps.gpu().shared_bytes_per_block() == 48 * 1024);
   CHECK(caps.gpu().shared_bytes_per_block_optin() == 227 * 1024);
+  CHECK(caps.gpu().registers_per_block() == 65536);
   CHECK(caps.gpu().memory_bytes() == int64_t{1} << 30);
   CHECK(caps.gpu().driver_version() == "13.0");
 
@@ -127,6 +188,148 @@ TEST_CASE("over a fake driver, a block larger than the device allows is INSTANTI
   const tlm::v1::MeasureResult r = backend->Measure(Add(8), {});
   CHECK(r.error_kind() == tlm::v1::ERROR_KIND_INSTANTIATION);
   CHECK_THAT(r.error_message(), Catch::Contains("2048 threads per block is outside [1, 1024]"));
+}
+
+TEST_CASE("over a fake driver, shared memory beyond 48 KiB is granted and passed at launch") {
+  constexpr int64_t kShared = 100 * 1024;  // above the default 48 KiB, within 227 KiB opt-in
+  std::unique_ptr<CudaBackend> backend = FakeBackend("tlm_add", kSharedAddSource, 128, kShared);
+  const int calls = Hooks().shared_attribute_calls();
+  const tlm::v1::MeasureResult r = backend->Measure(Add(8), {});
+  INFO(Describe(r));
+  REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(r.max_abs_error() < 1e-6);
+  // Once per loaded module, not per launch.
+  CHECK(Hooks().shared_attribute_calls() == calls + 1);
+  CHECK(Hooks().last_shared_attribute() == kShared);
+  CHECK(Hooks().last_launch_shared_bytes() == kShared);
+}
+
+TEST_CASE("over a fake driver, shared memory within 48 KiB is passed at launch, not opted in") {
+  constexpr int64_t kShared = 48 * 1024;
+  std::unique_ptr<CudaBackend> backend = FakeBackend("tlm_add", kSharedAddSource, 128, kShared);
+  const int calls = Hooks().shared_attribute_calls();
+  const tlm::v1::MeasureResult r = backend->Measure(Add(8), {});
+  INFO(Describe(r));
+  REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(Hooks().shared_attribute_calls() == calls);
+  CHECK(Hooks().last_launch_shared_bytes() == kShared);
+}
+
+TEST_CASE("over a fake driver, shared memory beyond the opt-in limit is INSTANTIATION") {
+  std::unique_ptr<CudaBackend> backend =
+      FakeBackend("tlm_add", kSharedAddSource, 128, 227 * 1024 + 4);
+  const tlm::v1::MeasureResult r = backend->Measure(Add(8), {});
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_INSTANTIATION);
+  CHECK(r.error_stage() == "build");
+  CHECK_THAT(r.error_message(),
+             Catch::Contains("tlm_add: 232452 bytes of shared memory per block exceed 232448 "
+                             "(opt-in) on tlmd fake GPU"));
+}
+
+TEST_CASE("over a fake driver, shared memory the driver refuses to grant is INSTANTIATION") {
+  std::unique_ptr<CudaBackend> backend = FakeBackend("tlm_add", kSharedAddSource, 128, 100 * 1024);
+  // The device now grants at most 64 KiB, less than the backend read.
+  const FakeDeviceLimits smaller(1024, 48 * 1024, 64 * 1024, 65536);
+  const tlm::v1::MeasureResult r = backend->Measure(Add(8), {});
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_INSTANTIATION);
+  CHECK(r.error_stage() == "build");
+  CHECK_THAT(r.error_message(),
+             Catch::StartsWith("cuda: cuFuncSetAttribute(tlm_add, max dynamic shared memory "
+                               "102400 B) failed: CUDA_ERROR_INVALID_VALUE"));
+}
+
+// dense 64 x 64 x 64 on cuda: per spatial axis the factors of levels 1..4
+// (vthread, thread, inner, innermost), then of k's levels 1..2, unroll 0.
+tlm::v1::Program Dense64(std::vector<int64_t> i, const std::vector<int64_t>& j,
+                         const std::vector<int64_t>& k) {
+  program::Program p;
+  p.workload = *program::MakeWorkload("dense", {{"M", 64}, {"N", 64}, {"K", 64}});
+  p.target = "cuda";
+  p.decisions = std::move(i);
+  p.decisions.insert(p.decisions.end(), j.begin(), j.end());
+  p.decisions.insert(p.decisions.end(), k.begin(), k.end());
+  p.decisions.push_back(0);
+  const absl::Status valid = program::ValidateProgram(p);
+  if (!valid.ok()) FAIL(valid.ToString());
+  return program::ProgramToProto(p);
+}
+
+// A backend over the fake driver that lowers and generates code itself.
+std::unique_ptr<CudaBackend> LoweringBackend() {
+  CudaBackend::Options options;
+  options.driver_for_testing = &FakeDriver();
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(options);
+  if (!backend.ok()) FAIL(backend.status().ToString());
+  return std::move(*backend);
+}
+
+TEST_CASE("over a fake driver, programs are lowered within the device's own limits") {
+  // 32 x 16 = 512 threads per block.
+  const tlm::v1::Program threads = Dense64({1, 32, 1, 1}, {1, 16, 1, 1}, {1, 1});
+  // 64 threads, tiles of 64 x 64 of A and of B: 32 KiB of shared memory,
+  // 64 accumulators per thread.
+  const tlm::v1::Program big_tiles = Dense64({1, 8, 8, 1}, {1, 8, 1, 8}, {8, 8});
+  struct Case {
+    const char* what;
+    int threads, shared, shared_optin, registers;
+    const tlm::v1::Program* program;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"256 threads", 256, 48 * 1024, 48 * 1024, 65536, &threads,
+       "512 threads per block exceed the limit 256"},
+      {"16 KiB opt-in shared memory", 1024, 16 * 1024, 16 * 1024, 65536, &big_tiles,
+       "shared memory of 32768 B exceeds the limit 16384 B"},
+      {"4096 registers", 1024, 48 * 1024, 227 * 1024, 4096, &big_tiles,
+       "64 accumulators per thread need about 80 registers; 64 threads of a block may use 64 "
+       "each"},
+  };
+  for (const Case& c : cases) {
+    INFO("a device with " << c.what);
+    std::unique_ptr<CudaBackend> backend;
+    {
+      const FakeDeviceLimits smaller(c.threads, c.shared, c.shared_optin, c.registers);
+      backend = LoweringBackend();
+    }
+    CHECK(backend->limits().max_threads_per_block == c.threads);
+    CHECK(backend->limits().max_shared_bytes == c.shared_optin);
+    CHECK(backend->limits().max_registers_per_block == c.registers);
+    CHECK(backend->Capabilities().gpu().registers_per_block() == c.registers);
+    const tlm::v1::MeasureResult r = backend->Measure(*c.program, {});
+    INFO(Describe(r));
+    CHECK(r.error_kind() == tlm::v1::ERROR_KIND_INSTANTIATION);
+    CHECK(r.error_stage() == "build");
+    CHECK_THAT(r.error_message(), Catch::Contains(c.message));
+  }
+  // On the full-size device both lower, compile and launch (the fake does
+  // not run generated kernels, so their output stays unwritten).
+  std::unique_ptr<CudaBackend> backend = LoweringBackend();
+  for (const tlm::v1::Program* p : {&threads, &big_tiles}) {
+    const tlm::v1::MeasureResult r = backend->Measure(*p, {});
+    INFO(Describe(r));
+    CHECK(r.error_kind() == tlm::v1::ERROR_KIND_WRONG_ANSWER);
+  }
+  CHECK(Hooks().last_launch_shared_bytes() == 32 * 1024);
+}
+
+TEST_CASE("DeviceLimits takes the device's limits, opt-in shared memory first") {
+  CudaDeviceInfo device;
+  device.max_threads_per_block = 512;
+  device.shared_bytes_per_block = 48 * 1024;
+  device.shared_bytes_per_block_optin = 99 * 1024;
+  device.registers_per_block = 32768;
+  program::TargetLimits limits = DeviceLimits(device);
+  CHECK(limits.max_threads_per_block == 512);
+  CHECK(limits.max_shared_bytes == 99 * 1024);
+  CHECK(limits.max_registers_per_block == 32768);
+  CHECK(limits.max_vthreads == program::TargetLimits{}.max_vthreads);
+  // Without an opt-in value (or registers), the default shared memory (and
+  // the portable register count).
+  device.shared_bytes_per_block_optin = 0;
+  device.registers_per_block = 0;
+  limits = DeviceLimits(device);
+  CHECK(limits.max_shared_bytes == 48 * 1024);
+  CHECK(limits.max_registers_per_block == program::TargetLimits{}.max_registers_per_block);
 }
 
 TEST_CASE("over a fake driver, a poisoned context makes every later call RUNTIME_DEVICE") {

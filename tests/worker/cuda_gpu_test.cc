@@ -1,7 +1,9 @@
-// The cuda backend on a real GPU: random programs of every small workload
-// compile, run, match the reference and are timed; a kernel that stores out
-// of bounds poisons the CUDA context, after which the backend refuses to
-// measure, and under an IsolatedBackend the next program runs in a fresh
+// The cuda backend on a real GPU: random programs of every small workload,
+// sampled within the device's limits, compile, run, match the reference and
+// are timed; a dense program with more than 48 KiB of shared memory runs
+// correctly where the device's opt-in limit allows it; a kernel that stores
+// out of bounds poisons the CUDA context, after which the backend refuses
+// to measure, and under an IsolatedBackend the next program runs in a fresh
 // runner.
 //
 // Tagged manual and gpu: `bazel test //...` skips it. Run it where there is
@@ -124,7 +126,7 @@ TEST_CASE("random programs of every small workload match the reference and are t
   INFO((*backend)->Capabilities().DebugString());
   std::mt19937_64 rng(7);
   for (const program::Workload& w : testing::SmallWorkloads()) {
-    const program::Sketch sketch = *program::Sketch::Make(w, "cuda");
+    const program::Sketch sketch = *program::Sketch::Make(w, "cuda", (*backend)->limits());
     for (int n = 0; n < 4; ++n) {
       const program::Program p =
           n == 0 ? *program::DefaultProgram(w, "cuda") : program::SampleProgram(sketch, rng);
@@ -140,6 +142,48 @@ TEST_CASE("random programs of every small workload match the reference and are t
       CHECK_THAT(r.source(), Catch::Contains("__global__"));
     }
   }
+}
+
+// dense 256 x 256 x 256: 64 x 64 output tiles of 16 x 16 threads, each
+// with 2 x 2 accumulators, and reduction steps of 128, so a block caches
+// 64 x 128 floats of A and 128 x 64 of B: 64 KiB of shared memory.
+constexpr int64_t kBigSharedBytes = 64 * 1024;
+
+program::Program BigSharedDense() {
+  program::Program p;
+  p.workload = *program::MakeWorkload("dense", {{"M", 256}, {"N", 256}, {"K", 256}});
+  p.target = "cuda";
+  p.decisions = {1, 16, 2, 2, 1, 16, 2, 2, 16, 8, 64};
+  return p;
+}
+
+TEST_CASE("a dense program with more than 48 KiB of shared memory runs where the device allows") {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
+  REQUIRE(backend.ok());
+  const CudaDeviceInfo& device = (*backend)->device();
+  const program::Program p = BigSharedDense();
+  INFO(program::Print(p));
+  // Not within the portable 48 KiB; whether within this device's limits:
+  REQUIRE_FALSE(program::ValidateProgram(p, program::TargetLimits{}).ok());
+  const absl::Status fits = program::ValidateProgram(p, (*backend)->limits());
+  if (!fits.ok()) {
+    std::printf(
+        "note: skipped: %s (%s, %lld B of opt-in shared memory per block) cannot run a "
+        "block with %lld B: %s\n",
+        device.name.c_str(), device.Arch().c_str(),
+        static_cast<long long>(device.shared_bytes_per_block_optin),
+        static_cast<long long>(kBigSharedBytes), std::string(fits.message()).c_str());
+    return;
+  }
+  REQUIRE(kBigSharedBytes > device.shared_bytes_per_block);
+  const tlm::v1::MeasureResult r = (*backend)->Measure(program::ProgramToProto(p), Quick());
+  INFO(Describe(r));
+  INFO(r.source());
+  // NONE: the output matched the reference.
+  REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(r.median_seconds() > 0);
+  // The B tile starts after A's 64 x 128 floats.
+  CHECK_THAT(r.source(), Catch::Contains("= tlm_shared + 8192;"));
 }
 
 TEST_CASE("a timed repeat lasts at least min_repeat_ms, so number grows for a tiny kernel") {

@@ -1,8 +1,9 @@
 // The generated CUDA C itself, run on the host: each program's source is
 // compiled by the host C++ compiler behind a small shim (blockIdx and
-// threadIdx per host thread, __syncthreads a barrier, __shared__ arrays
-// static because blocks run one after another), every thread of a block is
-// a host thread, and the output must match the reference. This checks the
+// threadIdx per host thread, __syncthreads a barrier, the dynamic shared
+// array tlm_shared one static buffer sized for the largest kernel because
+// blocks run one after another), every thread of a block is a host thread,
+// and the output must match the reference. This checks the
 // code generator's translation, not just that NVRTC accepts it. float16
 // programs get the shim's conversions (the compiler's _Float16) in place of
 // the PTX ones, and are checked the way the cuda backend checks them.
@@ -10,7 +11,9 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,8 +40,8 @@ constexpr char kShim[] = R"(#include <algorithm>
 #define __global__
 #define __launch_bounds__(n)
 #define __restrict__ __restrict
-#define __shared__ static
 #define TLM_HOST_HALF
+#define TLM_HOST_SHARED
 static inline float h2f(unsigned short h) {
   _Float16 f;
   std::memcpy(&f, &h, 2);
@@ -72,16 +75,24 @@ std::string Compiler() {
   return "c++";
 }
 
+// The shim's tlm_shared: at least one float, as many as the largest kernel
+// of `source` uses.
+std::string HostSharedArray(const CudaSource& source) {
+  int64_t bytes = 4;
+  for (const CudaKernel& k : source.kernels) bytes = std::max(bytes, k.shared_bytes);
+  return absl::StrCat("alignas(16) static float tlm_shared[", (bytes + 3) / 4, "];\n");
+}
+
 // A shared object built from generated code; unloaded on destruction.
 class HostModule {
  public:
-  explicit HostModule(const std::string& code) {
+  explicit HostModule(const CudaSource& source) {
     const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                       absl::StrCat("tlm_cuda_host_", getpid(), "_", counter_++);
     std::filesystem::create_directories(dir);
     const std::string src = (dir / "kernel.cc").string();
     const std::string lib = (dir / "kernel.so").string();
-    std::ofstream(src) << kShim << code;
+    std::ofstream(src) << kShim << HostSharedArray(source) << source.code;
     const std::string command = absl::StrCat(Compiler(), " -std=c++17 -O1 -w -shared -fPIC ", src,
                                              " -o ", lib, " -lpthread 2>", dir.string(), "/log");
     if (std::system(command.c_str()) == 0) handle_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -157,7 +168,7 @@ TEST_CASE("generated CUDA C of every operator computes the reference result on t
       const program::Program p = program::SampleProgram(sketch, rng);
       const CudaSource source = *GenerateCuda(*program::Lower(p));
       INFO(program::Print(p) << "\n" << source.code);
-      const HostModule module(source.code);
+      const HostModule module(source);
       REQUIRE(module.error().empty());
       const double ratio = testing::WorstRatio(p, [&](float* const* buffers) {
         RunOnHost(module, source, reinterpret_cast<void* const*>(buffers));
@@ -171,6 +182,62 @@ TEST_CASE("generated CUDA C of every operator computes the reference result on t
   CHECK(synchronised > 10);
 }
 
+TEST_CASE("generated CUDA C with more than 48 KiB of shared memory computes the reference") {
+  // dense 256 x 256 x 256 with 64 x 64 output tiles of 256 threads and
+  // reduction steps of 128: tiles of A and B of 32 KiB each, B's at an
+  // offset of 8192 floats.
+  program::Program p;
+  p.workload = *program::MakeWorkload("dense", {{"M", 256}, {"N", 256}, {"K", 256}});
+  p.target = "cuda";
+  p.decisions = {1, 16, 2, 2, 1, 16, 2, 2, 16, 8, 64};
+  program::TargetLimits limits;
+  limits.max_shared_bytes = 227 * 1024;
+  const CudaSource source = *GenerateCuda(*program::Lower(p, limits));
+  INFO(source.code);
+  REQUIRE(source.kernels.size() == 1);
+  CHECK(source.kernels[0].shared_bytes == 64 * 1024);
+  CHECK_THAT(source.code, Catch::Contains("= tlm_shared + 8192;"));
+  const HostModule module(source);
+  REQUIRE(module.error().empty());
+  CHECK(testing::WorstRatio(p, [&](float* const* buffers) {
+          RunOnHost(module, source, reinterpret_cast<void* const*>(buffers));
+        }) <= 1.0);
+}
+
+TEST_CASE("shared buffers start 16-byte aligned in allocation order") {
+  // Each buffer's offset is the end of the previous one rounded up to 4
+  // floats; some random tiles have sizes that are not multiples of 4.
+  std::mt19937_64 rng(41);
+  int padded = 0;
+  for (const program::Workload& w : testing::SmallWorkloads()) {
+    const program::Sketch sketch = *program::Sketch::Make(w, "cuda");
+    for (int n = 0; n < 20; ++n) {
+      const program::Program p = program::SampleProgram(sketch, rng);
+      const program::LoopNest nest = *program::Lower(p);
+      const CudaSource source = *GenerateCuda(nest);
+      INFO(source.code);
+      int64_t end = 0;  // floats of the current kernel's buffers
+      size_t kernel = 0;
+      for (const program::Stmt& block : nest.body) {
+        for (const program::Stmt& s : block.body) {
+          if (s.kind != program::StmtKind::kAlloc ||
+              nest.buffers[s.buffer].scope != program::BufferScope::kShared) {
+            continue;
+          }
+          const int64_t offset = (end + 3) / 4 * 4;
+          padded += offset != end;
+          CHECK_THAT(source.code, Catch::Contains(absl::StrCat("float* s", s.buffer,
+                                                               " = tlm_shared + ", offset, ";")));
+          end = offset + nest.buffers[s.buffer].elements;
+        }
+        CHECK(source.kernels[kernel++].shared_bytes == 4 * end);
+        end = 0;
+      }
+    }
+  }
+  CHECK(padded > 0);
+}
+
 TEST_CASE("the host run notices wrong generated code") {
   // The same program with its reduction cut short must fail the check, so
   // the check above can fail.
@@ -181,7 +248,7 @@ TEST_CASE("the host run notices wrong generated code") {
   const size_t at = source.code.rfind(loop);
   REQUIRE(at != std::string::npos);
   source.code.replace(at, loop.size(), "< 7; ++");
-  const HostModule module(source.code);
+  const HostModule module(source);
   REQUIRE(module.error().empty());
   CHECK(testing::WorstRatio(p, [&](float* const* buffers) {
           RunOnHost(module, source, reinterpret_cast<void* const*>(buffers));
@@ -192,7 +259,7 @@ TEST_CASE("the host run notices wrong generated code") {
 // rounded to half, the reference recomputed from them, the output checked
 // with the half slack.
 absl::Status RunHalf(const program::Program& p, const CudaSource& source) {
-  const HostModule module(source.code);
+  const HostModule module(source);
   if (!module.error().empty()) return absl::InternalError(module.error());
   WorkloadData data = *MakeWorkloadData(p.workload);
   RoundInputsToHalf(data);

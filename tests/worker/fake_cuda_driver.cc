@@ -2,7 +2,9 @@
 // driver path (context, buffers, module, launches, events, errors) is tested
 // on machines without a GPU. Loaded with CudaDriver::Load.
 //
-// One device, "tlmd fake GPU", compute capability 9.0, 1 MiB of L2.
+// One device, "tlmd fake GPU", compute capability 9.0, 1 MiB of L2; per
+// block 1024 threads, 48 KiB of shared memory (227 KiB opt-in) and 65536
+// registers.
 // Device memory is host memory. Modules must be ELF images (cubins) and
 // are otherwise ignored; kernels are emulated by name:
 //   tlm_add                        out[i] = a[i] + b[i] over grid * block
@@ -14,6 +16,21 @@
 //   anything else                  does nothing
 // Events count launches: the time between two events is 20 us per launch
 // recorded between them.
+//
+// Shared memory follows the driver's rules: a launch may pass as much
+// dynamic shared memory as the device's default per block (48 KiB), or
+// what cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
+// granted the function, at most the opt-in limit (227 KiB); more is
+// CUDA_ERROR_INVALID_VALUE.
+//
+// Test hooks (extern "C", found with dlsym on the loaded library):
+//   tlmFakeSetDevice(threads, shared, shared_optin, registers)
+//       the per-block limits the device reports from now on (QueryDevice
+//       reads them) and enforces at launches
+//   tlmFakeResetDevice()           restores the limits above
+//   tlmFakeLastLaunchSharedBytes() sharedMemBytes of the last launch
+//   tlmFakeSharedAttributeCalls()  successful cuFuncSetAttribute calls
+//   tlmFakeLastSharedAttribute()   the value the last one set
 #include <cuda.h>
 
 #include <cstdint>
@@ -35,9 +52,40 @@ struct FakeEvent {
   uint64_t launches = 0;
 };
 
+// A kernel of a loaded module.
+struct FakeFunction {
+  std::string name;
+  int max_dynamic_shared_bytes = 0;
+};
+
+struct DeviceLimits {
+  int threads_per_block = 1024;
+  int shared_bytes = 48 * 1024;
+  int shared_bytes_optin = 227 * 1024;
+  int registers_per_block = 64 * 1024;
+};
+
+DeviceLimits limits;
+unsigned last_launch_shared_bytes = 0;
+int shared_attribute_calls = 0;
+int last_shared_attribute = 0;
+
 }  // namespace
 
 extern "C" {
+
+void tlmFakeSetDevice(int threads_per_block, int shared_bytes, int shared_bytes_optin,
+                      int registers_per_block) {
+  limits = {threads_per_block, shared_bytes, shared_bytes_optin, registers_per_block};
+}
+
+void tlmFakeResetDevice() { limits = DeviceLimits(); }
+
+unsigned tlmFakeLastLaunchSharedBytes() { return last_launch_shared_bytes; }
+
+int tlmFakeSharedAttributeCalls() { return shared_attribute_calls; }
+
+int tlmFakeLastSharedAttribute() { return last_shared_attribute; }
 
 CUresult CUDAAPI cuInit(unsigned int) { return CUDA_SUCCESS; }
 
@@ -100,16 +148,19 @@ CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, 
       *value = 4;
       break;
     case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
-      *value = 1024;
+      *value = limits.threads_per_block;
       break;
     case CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X:
       *value = 0x7fffffff;
       break;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK:
-      *value = 48 * 1024;
+      *value = limits.shared_bytes;
       break;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
-      *value = 227 * 1024;
+      *value = limits.shared_bytes_optin;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK:
+      *value = limits.registers_per_block;
       break;
     case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE:
       *value = 1 << 20;
@@ -156,11 +207,24 @@ CUresult CUDAAPI cuModuleLoadData(CUmodule* module, const void* image) {
 
 CUresult CUDAAPI cuModuleGetFunction(CUfunction* function, CUmodule, const char* name) {
   // Leaked: a test loads few modules.
-  *function = reinterpret_cast<CUfunction>(new std::string(name));
+  *function = reinterpret_cast<CUfunction>(new FakeFunction{name, limits.shared_bytes});
   return CUDA_SUCCESS;
 }
 
 CUresult CUDAAPI cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+
+CUresult CUDAAPI cuFuncSetAttribute(CUfunction function, CUfunction_attribute attribute,
+                                    int value) {
+  if (sticky_error != CUDA_SUCCESS) return sticky_error;
+  if (attribute != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES || value < 0 ||
+      value > limits.shared_bytes_optin) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  reinterpret_cast<FakeFunction*>(function)->max_dynamic_shared_bytes = value;
+  ++shared_attribute_calls;
+  last_shared_attribute = value;
+  return CUDA_SUCCESS;
+}
 
 CUresult CUDAAPI cuMemAlloc(CUdeviceptr* pointer, size_t bytes) {
   if (sticky_error != CUDA_SUCCESS) return sticky_error;
@@ -213,14 +277,18 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr to, unsigned int value, size_t cou
 
 CUresult CUDAAPI cuLaunchKernel(CUfunction function, unsigned int grid_x, unsigned int grid_y,
                                 unsigned int grid_z, unsigned int block_x, unsigned int block_y,
-                                unsigned int block_z, unsigned int, CUstream, void** params,
-                                void**) {
+                                unsigned int block_z, unsigned int shared_bytes, CUstream,
+                                void** params, void**) {
   if (sticky_error != CUDA_SUCCESS) return sticky_error;
-  if (grid_y != 1 || grid_z != 1 || block_y != 1 || block_z != 1 || block_x > 1024) {
+  const FakeFunction& f = *reinterpret_cast<const FakeFunction*>(function);
+  if (grid_y != 1 || grid_z != 1 || block_y != 1 || block_z != 1 ||
+      block_x > static_cast<unsigned>(limits.threads_per_block) ||
+      shared_bytes > static_cast<unsigned>(f.max_dynamic_shared_bytes)) {
     return CUDA_ERROR_INVALID_VALUE;
   }
   ++launches;
-  const std::string& name = *reinterpret_cast<const std::string*>(function);
+  last_launch_shared_bytes = shared_bytes;
+  const std::string& name = f.name;
   auto argument = [params](int i) {
     return reinterpret_cast<float*>(*static_cast<CUdeviceptr*>(params[i]));
   };
