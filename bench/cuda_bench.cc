@@ -5,10 +5,16 @@
 // repeat, median of repeats). With an epilogue, cuBLAS is followed by a
 // separate elementwise kernel for it.
 //
-//   cuda_bench M N K TRIALS [float32|float16] [EPILOGUE]
+//   cuda_bench [--build_threads=N] M N K TRIALS [float32|float16] [EPILOGUE]
 //   cuda_bench 1024 1024 1024 1000
 //   cuda_bench 4096 4096 4096 1000 float16
 //   cuda_bench 128 3072 768 1000 float32 bias,gelu      (bert_base FFN)
+//   cuda_bench --build_threads=0 1024 1024 1024 1000    (build inline)
+//
+// Like a worker, the backend builds the next programs (NVRTC) ahead on
+// --build_threads threads (default: the hardware threads but one, at least
+// 1) while the GPU times the current one: the bench keeps build_threads + 1
+// programs prefetched beyond the one it measures.
 //
 // Prints the best latency after 1, 10, 32, 100, ... trials, measurements
 // per second, the share of the wall time the GPU spent in timed kernels,
@@ -19,11 +25,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -88,8 +98,29 @@ __device__ unsigned short f2h(float f) { unsigned short h; asm("cvt.rn.f16.f32 %
 }
 
 int Main(int argc, char** argv) {
+  // --build_threads=N, anywhere; the other arguments are positional.
+  int build_threads =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  std::vector<char*> positional = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    constexpr absl::string_view kBuildThreads = "--build_threads=";
+    if (absl::StartsWith(argv[i], kBuildThreads)) {
+      if (!absl::SimpleAtoi(absl::string_view(argv[i]).substr(kBuildThreads.size()),
+                            &build_threads) ||
+          build_threads < 0) {
+        std::fprintf(stderr, "--build_threads must be a non-negative integer\n");
+        return 2;
+      }
+    } else {
+      positional.push_back(argv[i]);
+    }
+  }
+  argc = static_cast<int>(positional.size());
+  argv = positional.data();
   if (argc < 5) {
-    std::fprintf(stderr, "usage: cuda_bench M N K TRIALS [float32|float16] [EPILOGUE]\n");
+    std::fprintf(stderr,
+                 "usage: cuda_bench [--build_threads=N] M N K TRIALS [float32|float16] "
+                 "[EPILOGUE]\n");
     return 2;
   }
   int64_t m = 0, n = 0, k = 0, trials = 0;
@@ -117,7 +148,9 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", workload.status().ToString().c_str());
     return 2;
   }
-  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
+  CudaBackend::Options backend_options;
+  backend_options.build_threads = build_threads;
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(backend_options);
   if (!backend.ok()) {
     std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
     return 1;
@@ -131,6 +164,8 @@ int Main(int argc, char** argv) {
               half ? "float16" : "float32", epilogue.empty() ? "" : " + ", argc > 6 ? argv[6] : "");
   std::printf("sampling within the device's limits: %s\n",
               program::LimitsSummary((*backend)->limits()).c_str());
+  std::printf("build threads: %d%s\n", build_threads,
+              build_threads == 0 ? " (programs are built inline, between timings)" : "");
 
   tlm::v1::MeasureOptions options;
   options.set_repeat(5);
@@ -142,9 +177,22 @@ int Main(int argc, char** argv) {
   program::Program best_program;
   const auto start = std::chrono::steady_clock::now();
   int64_t next_report = 1;
+  // Sampled and prefetched, in trial order: the program to measure next and
+  // up to build_threads + 1 after it.
+  std::deque<std::pair<program::Program, tlm::v1::Program>> upcoming;
+  int64_t sampled = 0;
   for (int64_t t = 1; t <= trials; ++t) {
-    const program::Program p = program::SampleProgram(sketch, rng);
-    const tlm::v1::MeasureResult r = (*backend)->Measure(program::ProgramToProto(p), options);
+    while (sampled < trials && upcoming.size() < static_cast<size_t>(build_threads) + 2) {
+      program::Program next = program::SampleProgram(sketch, rng);
+      tlm::v1::Program proto = program::ProgramToProto(next);
+      (*backend)->Prefetch(proto, options);
+      upcoming.emplace_back(std::move(next), std::move(proto));
+      ++sampled;
+    }
+    const program::Program p = std::move(upcoming.front().first);
+    const tlm::v1::Program proto = std::move(upcoming.front().second);
+    upcoming.pop_front();
+    const tlm::v1::MeasureResult r = (*backend)->Measure(proto, options);
     build_seconds += r.build_seconds();
     if (r.error_kind() != tlm::v1::ERROR_KIND_NONE) {
       ++failed;
@@ -169,9 +217,11 @@ int Main(int argc, char** argv) {
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%lld trials in %.1f s: %.2f measurements/s, %lld failed; GPU busy in timed kernels "
-              "%.1f%% of the wall time, NVRTC and loading %.1f%%\n",
+              "%.1f%% of the wall time; building (NVRTC, loading) %.1f%%, summed over the build "
+              "threads (%d); %lld of %lld builds made ahead\n",
               static_cast<long long>(trials), wall, trials / wall, static_cast<long long>(failed),
-              100 * gpu_seconds / wall, 100 * build_seconds / wall);
+              100 * gpu_seconds / wall, 100 * build_seconds / wall, std::max(build_threads, 1),
+              static_cast<long long>((*backend)->builds_ahead()), static_cast<long long>(trials));
   if (best == 0) return 1;
   std::printf("best: %s\n", program::Print(best_program).c_str());
 

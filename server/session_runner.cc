@@ -89,6 +89,13 @@ absl::Status Normalize(tlm::v1::StartSessionRequest& r) {
   return absl::OkStatus();
 }
 
+// The key of the session's task for workload `index`: "tuned" or
+// "untuned" (Tuner::Submit). A session that restarts after submitting a
+// task but before storing its id finds it again by this key.
+std::string TaskKey(const tlm::v1::Session& session, int index, absl::string_view role) {
+  return absl::StrCat("session/", session.id(), "/", index, "/", role);
+}
+
 // The request of the task that tunes workload `index` (or, with sampler
 // "default" and one trial, measures its untuned schedule).
 tlm::v1::SubmitTaskRequest TaskRequest(const tlm::v1::Session& session, int index,
@@ -287,7 +294,8 @@ absl::Status SessionRunner::Step(tlm::v1::Session& session,
   if (r.measure_untuned()) {
     for (int i = 0; i < session.tasks_size(); ++i) {
       if (session.tasks(i).untuned_task_id() != 0) continue;
-      absl::StatusOr<tlm::v1::Task> untuned = tuner_->Submit(TaskRequest(session, i, "default", 1));
+      absl::StatusOr<tlm::v1::Task> untuned =
+          tuner_->Submit(TaskRequest(session, i, "default", 1), TaskKey(session, i, "untuned"));
       if (!untuned.ok()) return untuned.status();
       session.mutable_tasks(i)->set_untuned_task_id(untuned->id());
     }
@@ -389,8 +397,8 @@ absl::StatusOr<bool> SessionRunner::StartRound(tlm::v1::Session& session,
     const int trials = std::min({r.trials_per_round(), remaining, r.max_trials_per_task() - done});
     if (trials <= 0) continue;
     if (t.task_id() == 0) {
-      absl::StatusOr<tlm::v1::Task> created =
-          tuner_->Submit(TaskRequest(session, picks[p], r.sampler(), trials));
+      absl::StatusOr<tlm::v1::Task> created = tuner_->Submit(
+          TaskRequest(session, picks[p], r.sampler(), trials), TaskKey(session, picks[p], "tuned"));
       if (!created.ok()) return created.status();
       t.set_task_id(created->id());
     } else {

@@ -96,9 +96,12 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_state ON sessions (state, id);
 )sql",
-    // Version 3: a cuda task's device limits (empty for older tasks and cpu).
+    // Version 3: a cuda task's device limits (empty for older tasks and cpu),
+    // and the key a session creates its tasks under.
     R"sql(
 ALTER TABLE tasks ADD COLUMN target_limits BLOB NOT NULL DEFAULT x'';  -- tlm.v1.TargetLimits
+ALTER TABLE tasks ADD COLUMN key TEXT;                                  -- NULL: none
+CREATE UNIQUE INDEX tasks_by_key ON tasks (key);
 )sql",
 };
 constexpr int kKnownVersions = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -467,7 +470,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
 }
 
 absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskRequest& request,
-                                                      int64_t now_unix_ms) {
+                                                      int64_t now_unix_ms, const std::string& key) {
   absl::MutexLock lock(&mu_);
   sqlite3* db = db_.get();
   Transaction tx(db, Transaction::Mode::kWrite);
@@ -493,12 +496,21 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
     if (!target.Step()) return target.status();
     target_id = target.Int(0);
   }
+  if (!key.empty()) {
+    Statement taken(db, "SELECT id FROM tasks WHERE key = ?");
+    taken.Bind(key);
+    if (taken.Step()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("task key \"", key, "\" is taken by task ", taken.Int(0)));
+    }
+    if (!taken.status().ok()) return taken.status();
+  }
   int64_t task_id = 0;
   {
     Statement task(db,
                    "INSERT INTO tasks (name, workload_id, target_id, num_trials, sampler, seed, "
-                   "measure, state, message, created_ms, updated_ms, target_limits) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?) RETURNING id");
+                   "measure, state, message, created_ms, updated_ms, target_limits, key) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, NULLIF(?, '')) RETURNING id");
     task.Bind(request.name())
         .Bind(workload_id)
         .Bind(target_id)
@@ -510,7 +522,8 @@ absl::StatusOr<tlm::v1::Task> SqliteStore::CreateTask(const tlm::v1::SubmitTaskR
         .Bind(now_unix_ms)
         .Bind(now_unix_ms)
         .BindBlob(request.target().has_limits() ? request.target().limits().SerializeAsString()
-                                                : std::string());
+                                                : std::string())
+        .Bind(key);
     if (!task.Step()) return task.status();
     task_id = task.Int(0);
   }
@@ -555,6 +568,24 @@ absl::StatusOr<std::vector<tlm::v1::Task>> SqliteStore::QueryTasks(
 
 absl::StatusOr<tlm::v1::Task> SqliteStore::GetTask(int64_t task_id) {
   absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<tlm::v1::Task>> tasks = QueryTasks("WHERE t.id = ?2", {task_id});
+  if (!tasks.ok()) return tasks.status();
+  if (tasks->empty()) return TaskNotFound(task_id);
+  return std::move(tasks->front());
+}
+
+absl::StatusOr<std::optional<tlm::v1::Task>> SqliteStore::FindTask(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  int64_t task_id = 0;
+  {
+    Statement q(db_.get(), "SELECT id FROM tasks WHERE key = ?");
+    q.Bind(key);
+    if (!q.Step()) {
+      if (!q.status().ok()) return q.status();
+      return std::nullopt;
+    }
+    task_id = q.Int(0);
+  }
   absl::StatusOr<std::vector<tlm::v1::Task>> tasks = QueryTasks("WHERE t.id = ?2", {task_id});
   if (!tasks.ok()) return tasks.status();
   if (tasks->empty()) return TaskNotFound(task_id);

@@ -45,8 +45,10 @@ class SqliteStore final : public Store {
   // Schema version of the open file (always kSchemaVersion after Open).
   int schema_version() const { return schema_version_; }
 
+  using Store::CreateTask;
   absl::StatusOr<tlm::v1::Task> CreateTask(const tlm::v1::SubmitTaskRequest& request,
-                                           int64_t now_unix_ms) override;
+                                           int64_t now_unix_ms, const std::string& key) override;
+  absl::StatusOr<std::optional<tlm::v1::Task>> FindTask(const std::string& key) override;
   absl::Status SetTaskState(int64_t task_id, tlm::v1::TaskState state, const std::string& message,
                             int64_t now_unix_ms) override;
   absl::Status SetNumTrials(int64_t task_id, int32_t num_trials, int64_t now_unix_ms) override;

@@ -10,6 +10,7 @@
 #define TLMD_SERVER_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,18 @@ class Store {
   // returns it as GetTask would. Equal workloads (same op, parameters in any
   // order, epilogue, dtype) and equal targets are stored once and shared; a
   // task's workload is returned as it was first stored.
+  // A non-empty `key` names the task for its creator (a session's
+  // "session/<id>/<slot>/<role>"): keys are unique, ALREADY_EXISTS when one
+  // is taken, and FindTask finds the task by it after a restart.
   virtual absl::StatusOr<tlm::v1::Task> CreateTask(const tlm::v1::SubmitTaskRequest& request,
-                                                   int64_t now_unix_ms) = 0;
+                                                   int64_t now_unix_ms, const std::string& key) = 0;
+  // A task without a key.
+  absl::StatusOr<tlm::v1::Task> CreateTask(const tlm::v1::SubmitTaskRequest& request,
+                                           int64_t now_unix_ms) {
+    return CreateTask(request, now_unix_ms, "");
+  }
+  // The task created with `key`, or nullopt.
+  virtual absl::StatusOr<std::optional<tlm::v1::Task>> FindTask(const std::string& key) = 0;
   // Sets state, message and updated time. NOT_FOUND for an unknown task.
   virtual absl::Status SetTaskState(int64_t task_id, tlm::v1::TaskState state,
                                     const std::string& message, int64_t now_unix_ms) = 0;

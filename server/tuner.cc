@@ -258,7 +258,8 @@ absl::Status Tuner::Check(const tlm::v1::SubmitTaskRequest& request) const {
       .status();
 }
 
-absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) {
+absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request,
+                                            const std::string& key) {
   if (absl::Status s = ValidateSubmitRequest(request); !s.ok()) return s;
   if (request.sampler().empty()) request.set_sampler(samplers_.names().front());
   if (request.seed() == 0) {
@@ -279,7 +280,12 @@ absl::StatusOr<tlm::v1::Task> Tuner::Submit(tlm::v1::SubmitTaskRequest request) 
   {
     absl::MutexLock lock(&mu_);
     if (!accepting_) return absl::UnavailableError("tlmd is shutting down; submit again later");
-    created = store_->CreateTask(request, NowMs());
+    if (!key.empty()) {
+      absl::StatusOr<std::optional<tlm::v1::Task>> existing = store_->FindTask(key);
+      if (!existing.ok()) return existing.status();
+      if (existing->has_value()) return **existing;
+    }
+    created = store_->CreateTask(request, NowMs(), key);
     if (!created.ok()) return created.status();
     std::unique_ptr<ActiveTask> task = MakeActiveTask(*created, std::move(*sampler));
     absl::StatusOr<std::vector<Job>> first = TopUp(*task);

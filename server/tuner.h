@@ -100,8 +100,12 @@ class Tuner {
   // without storing anything.
   absl::Status Check(const tlm::v1::SubmitTaskRequest& request) const;
   // Validates, stores and starts a task. A cuda task's limits are resolved
-  // (LimitsFor) and stored with it. UNAVAILABLE after StopAccepting.
-  absl::StatusOr<tlm::v1::Task> Submit(tlm::v1::SubmitTaskRequest request);
+  // (LimitsFor) and stored with it. With a `key` (Store::CreateTask), a task
+  // already stored under it is returned as it is instead, so a creator that
+  // restarts between submitting and recording the id gets the same task.
+  // UNAVAILABLE after StopAccepting.
+  absl::StatusOr<tlm::v1::Task> Submit(tlm::v1::SubmitTaskRequest request,
+                                       const std::string& key = "");
   absl::StatusOr<tlm::v1::Task> Get(int64_t task_id);
   absl::StatusOr<std::vector<tlm::v1::Task>> List(int limit,
                                                   const std::vector<tlm::v1::TaskState>& states);

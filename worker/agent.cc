@@ -6,6 +6,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "program/version.h"
@@ -27,14 +28,18 @@ class JobQueue {
     absl::MutexLock lock(&mu_);
     jobs_.push_back(std::move(job));
   }
-  // Blocks for the next job; nullopt once closed.
-  std::optional<tlm::v1::MeasureJob> Pop() {
+  // Blocks for the next job; nullopt once closed. Appends to `ahead` the
+  // jobs queued behind it that no earlier Pop has reported.
+  std::optional<tlm::v1::MeasureJob> Pop(std::vector<tlm::v1::MeasureJob>* ahead) {
     absl::MutexLock lock(&mu_);
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !jobs_.empty(); };
     mu_.Await(absl::Condition(&ready));
     if (closed_) return std::nullopt;
     tlm::v1::MeasureJob job = std::move(jobs_.front());
     jobs_.pop_front();
+    if (reported_ > 0) --reported_;
+    for (size_t i = reported_; i < jobs_.size(); ++i) ahead->push_back(jobs_[i]);
+    reported_ = jobs_.size();
     return job;
   }
   void Close() {
@@ -45,6 +50,7 @@ class JobQueue {
  private:
   absl::Mutex mu_;
   std::deque<tlm::v1::MeasureJob> jobs_ ABSL_GUARDED_BY(mu_);
+  size_t reported_ ABSL_GUARDED_BY(mu_) = 0;  // jobs at the front already in an `ahead`
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -131,7 +137,11 @@ bool Agent::Serve(tlm::v1::Fleet::Stub& stub) {
     JobQueue queue;
     absl::Notification stream_done;
     std::thread measurer([&] {
-      while (std::optional<tlm::v1::MeasureJob> job = queue.Pop()) {
+      std::vector<tlm::v1::MeasureJob> ahead;
+      while (std::optional<tlm::v1::MeasureJob> job = queue.Pop(&ahead)) {
+        // The backend may build the jobs behind this one while it is timed.
+        for (const tlm::v1::MeasureJob& next : ahead) backend_->Prefetch(next.program(), next.options());
+        ahead.clear();
         tlm::v1::WorkerMessage message;
         tlm::v1::JobResult* result = message.mutable_result();
         result->set_job_id(job->job_id());

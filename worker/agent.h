@@ -2,9 +2,10 @@
 // as the worker runs.
 //
 // On each connection the agent registers, grants max_in_flight credits,
-// measures the jobs it receives one at a time with its backend, returns each
-// result (echoing job and lease ids) followed by a new credit, and sends
-// heartbeats at the interval the server asks for. When the stream breaks it
+// measures the jobs it receives one at a time with its backend (telling it,
+// through Backend::Prefetch, of the jobs queued behind the one it measures),
+// returns each result (echoing job and lease ids) followed by a new credit,
+// and sends heartbeats at the interval the server asks for. When the stream breaks it
 // reconnects with exponential backoff and jitter; jobs received on a broken
 // stream are dropped (the server requeues them).
 #ifndef TLMD_WORKER_AGENT_H_

@@ -31,6 +31,17 @@ class Backend {
   // the device is held exclusively while timing.
   virtual tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
                                          const tlm::v1::MeasureOptions& options) = 0;
+
+  // Says that `program` will be measured soon with `options`; called from
+  // the measuring thread, between Measure calls. A backend may start work
+  // that does not use the device (compiling) in the background, and Measure
+  // of that program then takes it over; the result is the same as without
+  // the hint. The default ignores it, as a backend whose builds would
+  // disturb the timing of another program (cpu) must.
+  virtual void Prefetch(const tlm::v1::Program& program, const tlm::v1::MeasureOptions& options) {
+    (void)program;
+    (void)options;
+  }
 };
 
 // Backends by name. main() registers the backends it links in.

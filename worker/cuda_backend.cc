@@ -3,10 +3,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "program/loop_nest.h"
 #include "program/reference.h"
@@ -109,6 +117,134 @@ struct CudaBackend::DeviceState {
   std::unique_ptr<WorkloadBuffers> buffers;
 };
 
+// What BuildProgram makes of a program: either the result Measure returns
+// at once (a parse or build failure) or what the device step needs.
+struct CudaBackend::Build {
+  std::optional<tlm::v1::MeasureResult> failure;
+  program::Program program;
+  CudaSource source;
+  std::string cubin;
+  // The build's own duration.
+  double seconds = 0;
+};
+
+// Builds prefetched programs on its threads, keeps each build until one
+// Take claims it, and keeps at most `max_kept` builds (queued, running or
+// finished). Thread-safe.
+class CudaBackend::BuildPool {
+ public:
+  using BuildFunction = std::function<Build(const tlm::v1::Program&)>;
+
+  // Starts `threads` (> 0) threads that run `build`.
+  BuildPool(int threads, size_t max_kept, BuildFunction build)
+      : build_(std::move(build)), max_kept_(max_kept) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  // Drops the queued builds and waits for the running ones.
+  ~BuildPool() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      queue_.clear();
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+  BuildPool(const BuildPool&) = delete;
+  BuildPool& operator=(const BuildPool&) = delete;
+
+  // Queues the build of `program` unless it is kept already. When max_kept
+  // builds are kept, first drops the oldest finished one; ignores the
+  // program when none has finished.
+  void Add(const tlm::v1::Program& program) {
+    std::string key = Key(program);
+    absl::MutexLock lock(&mu_);
+    if (kept_.count(key) > 0) return;
+    if (kept_.size() >= max_kept_) {
+      auto oldest = kept_.end();
+      for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+        if (it->second->done &&
+            (oldest == kept_.end() || it->second->sequence < oldest->second->sequence)) {
+          oldest = it;
+        }
+      }
+      if (oldest == kept_.end()) {
+        spdlog::debug("cuda: {} builds are queued or running; not prefetching another",
+                      kept_.size());
+        return;
+      }
+      spdlog::debug("cuda: dropping an unclaimed prefetched build");
+      kept_.erase(oldest);
+    }
+    auto entry = std::make_shared<Entry>();
+    entry->program = program;
+    entry->sequence = next_sequence_++;
+    kept_.emplace(std::move(key), entry);
+    queue_.push_back(std::move(entry));
+  }
+
+  // The build of `program`, claimed (no longer kept), once it has finished
+  // (waits while it is queued or running); nullopt when it is not kept.
+  std::optional<Build> Take(const tlm::v1::Program& program) {
+    absl::MutexLock lock(&mu_);
+    auto it = kept_.find(Key(program));
+    if (it == kept_.end()) return std::nullopt;
+    std::shared_ptr<Entry> entry = std::move(it->second);
+    kept_.erase(it);
+    mu_.Await(absl::Condition(&entry->done));
+    return std::move(entry->build);
+  }
+
+  // Forgets the build of `program`, without waiting for it.
+  void Drop(const tlm::v1::Program& program) {
+    absl::MutexLock lock(&mu_);
+    kept_.erase(Key(program));
+  }
+
+ private:
+  struct Entry {
+    tlm::v1::Program program;  // read by the building thread only
+    uint64_t sequence = 0;     // order of Add
+    bool done = false;         // guarded by mu_, as is `build`
+    Build build;
+  };
+
+  // Builds depend on the program's text and hash (the parse checks the
+  // hash), nothing else.
+  static std::string Key(const tlm::v1::Program& program) {
+    return absl::StrCat(program.hash().size(), ":", program.hash(), program.text());
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
+
+  void Work() {
+    for (;;) {
+      std::shared_ptr<Entry> entry;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &BuildPool::HasWork));
+        if (stopping_) return;
+        entry = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Build build = build_(entry->program);
+      absl::MutexLock lock(&mu_);
+      entry->build = std::move(build);
+      entry->done = true;
+    }
+  }
+
+  const BuildFunction build_;
+  const size_t max_kept_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // Builds no thread has started, oldest first.
+  std::deque<std::shared_ptr<Entry>> queue_ ABSL_GUARDED_BY(mu_);
+  // Unclaimed builds by Key: queued, running or finished.
+  std::map<std::string, std::shared_ptr<Entry>> kept_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(Options options) {
   absl::StatusOr<const CudaDriver*> driver =
       options.driver_for_testing != nullptr ? options.driver_for_testing : CudaDriver::Get();
@@ -130,9 +266,18 @@ CudaBackend::CudaBackend(const CudaDriver* driver, CudaDeviceInfo device, Option
     : driver_(driver),
       device_(std::move(device)),
       limits_(DeviceLimits(device_)),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  if (options_.build_threads > 0) {
+    pool_ = std::make_unique<BuildPool>(
+        options_.build_threads, static_cast<size_t>(MaxPrefetched()),
+        [this](const tlm::v1::Program& program) { return BuildProgram(program); });
+    spdlog::info("cuda: build threads for prefetched programs: {}", options_.build_threads);
+  }
+}
 
-CudaBackend::~CudaBackend() = default;
+CudaBackend::~CudaBackend() {
+  pool_.reset();  // its threads use this backend
+}
 
 tlm::v1::WorkerCapabilities CudaBackend::Capabilities() const {
   tlm::v1::WorkerCapabilities caps;
@@ -223,36 +368,64 @@ tlm::v1::MeasureResult CudaBackend::DeviceFailure(const absl::Status& status,
   return FailedMeasurement(tlm::v1::ERROR_KIND_RUNTIME_DEVICE, stage, message);
 }
 
+void CudaBackend::Prefetch(const tlm::v1::Program& program,
+                           const tlm::v1::MeasureOptions& options) {
+  (void)options;  // builds do not depend on them
+  if (pool_ == nullptr || !lost_after_.empty()) return;
+  pool_->Add(program);
+}
+
 tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
                                             const tlm::v1::MeasureOptions& raw_options) {
   if (!lost_after_.empty()) {
+    if (pool_ != nullptr) pool_->Drop(program);
     return FailedMeasurement(
         tlm::v1::ERROR_KIND_RUNTIME_DEVICE, "run",
         absl::StrCat("the CUDA context was lost after ", lost_after_, "; the runner must restart"));
   }
   const tlm::v1::MeasureOptions options = WithDefaults(raw_options);
+  std::optional<Build> build;
+  if (pool_ != nullptr) build = pool_->Take(program);
+  if (build.has_value()) {
+    ++builds_ahead_;
+  } else {
+    build = BuildProgram(program);
+  }
+  if (build->failure.has_value()) return std::move(*build->failure);
+  return MeasureBuilt(*build, options);
+}
+
+CudaBackend::Build CudaBackend::BuildProgram(const tlm::v1::Program& program) const {
   const auto build_start = std::chrono::steady_clock::now();
-  auto failed_build = [&](tlm::v1::ErrorKind kind, const std::string& message) {
-    tlm::v1::MeasureResult r = FailedMeasurement(kind, "build", message);
-    r.set_build_seconds(Seconds(build_start));
-    return r;
+  Build build;
+  // A failure of stage "build"; the source NVRTC rejected, if any.
+  auto failed = [&](tlm::v1::ErrorKind kind, const std::string& message,
+                    std::string source = "") {
+    build.seconds = Seconds(build_start);
+    build.failure = FailedMeasurement(kind, "build", message);
+    build.failure->set_build_seconds(build.seconds);
+    build.failure->set_source(std::move(source));
+    return std::move(build);
   };
 
-  tlm::v1::MeasureResult failure;
-  absl::StatusOr<program::Program> parsed = ParseProgramFor(program, "cuda", &failure);
-  if (!parsed.ok()) return failure;
+  tlm::v1::MeasureResult parse_failure;
+  absl::StatusOr<program::Program> parsed = ParseProgramFor(program, "cuda", &parse_failure);
+  if (!parsed.ok()) {
+    build.failure = std::move(parse_failure);
+    return build;
+  }
   absl::StatusOr<CudaSource> source = absl::UnknownError("not generated");
   if (options_.generate_for_testing) {
     source = options_.generate_for_testing(*parsed);
   } else {
     absl::StatusOr<program::LoopNest> nest = program::Lower(*parsed, limits_);
     if (!nest.ok()) {
-      return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(nest.status().message()));
+      return failed(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(nest.status().message()));
     }
     source = GenerateCuda(*nest);
   }
   if (!source.ok()) {
-    return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(source.status().message()));
+    return failed(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(source.status().message()));
   }
   if (options_.out_of_bounds_for_testing && options_.out_of_bounds_for_testing(*parsed)) {
     source->code += OutOfBoundsSource();
@@ -260,24 +433,39 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
   }
   for (const CudaKernel& k : source->kernels) {
     const absl::Status fits = CheckLaunchLimits(k, device_, limits_);
-    if (!fits.ok())
-      return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(fits.message()));
+    if (!fits.ok()) return failed(tlm::v1::ERROR_KIND_INSTANTIATION, std::string(fits.message()));
   }
   if (source->kernels.empty() || source->num_buffers < 1) {
-    return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION, "the program generated no kernel");
+    return failed(tlm::v1::ERROR_KIND_INSTANTIATION, "the program generated no kernel");
   }
 
   absl::StatusOr<std::string> cubin =
       CompileToCubin(source->code, "tlm_program.cu", device_.sm_major, device_.sm_minor);
   if (!cubin.ok()) {
-    tlm::v1::MeasureResult r =
-        failed_build(tlm::v1::ERROR_KIND_COMPILE_DEVICE, Trim(cubin.status().message()));
-    r.set_source(source->code);
-    return r;
+    return failed(tlm::v1::ERROR_KIND_COMPILE_DEVICE, Trim(cubin.status().message()),
+                  std::move(source->code));
   }
+  build.program = std::move(*parsed);
+  build.source = std::move(*source);
+  build.cubin = std::move(*cubin);
+  build.seconds = Seconds(build_start);
+  return build;
+}
+
+tlm::v1::MeasureResult CudaBackend::MeasureBuilt(Build& build,
+                                                 const tlm::v1::MeasureOptions& options) {
+  // build_seconds: the build's own duration and the loading below.
+  const auto load_start = std::chrono::steady_clock::now();
+  auto build_seconds = [&] { return build.seconds + Seconds(load_start); };
+  auto failed_build = [&](tlm::v1::ErrorKind kind, const std::string& message) {
+    tlm::v1::MeasureResult r = FailedMeasurement(kind, "build", message);
+    r.set_build_seconds(build_seconds());
+    return r;
+  };
+  CudaSource& source = build.source;
 
   if (const absl::Status active = Activate(); !active.ok()) return DeviceFailure(active, "build");
-  absl::StatusOr<CudaModule> module = CudaModule::Load(*driver_, *cubin);
+  absl::StatusOr<CudaModule> module = CudaModule::Load(*driver_, build.cubin);
   if (!module.ok()) {
     if (module.status().code() == absl::StatusCode::kAborted) {
       return DeviceFailure(module.status(), "build");
@@ -285,7 +473,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     return failed_build(tlm::v1::ERROR_KIND_COMPILE_DEVICE, std::string(module.status().message()));
   }
   std::vector<CUfunction> functions;
-  for (const CudaKernel& k : source->kernels) {
+  for (const CudaKernel& k : source.kernels) {
     absl::StatusOr<CUfunction> f = module->Function(k.name);
     if (!f.ok()) {
       return failed_build(tlm::v1::ERROR_KIND_COMPILE_DEVICE, std::string(f.status().message()));
@@ -305,7 +493,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     }
     functions.push_back(*f);
   }
-  absl::StatusOr<WorkloadBuffers*> buffers_or = BuffersFor(parsed->workload);
+  absl::StatusOr<WorkloadBuffers*> buffers_or = BuffersFor(build.program.workload);
   if (!buffers_or.ok()) {
     if (absl::IsInvalidArgument(buffers_or.status())) {
       return failed_build(tlm::v1::ERROR_KIND_INSTANTIATION,
@@ -314,16 +502,16 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
     return DeviceFailure(buffers_or.status(), "build");
   }
   WorkloadBuffers& buffers = **buffers_or;
-  if (static_cast<size_t>(source->num_buffers) != buffers.pointers.size() ||
-      source->half != buffers.half) {
+  if (static_cast<size_t>(source.num_buffers) != buffers.pointers.size() ||
+      source.half != buffers.half) {
     return failed_build(
         tlm::v1::ERROR_KIND_INSTANTIATION,
-        absl::StrCat("the generated kernels take ", source->num_buffers,
-                     source->half ? " half" : " float", " buffers; the workload has ",
+        absl::StrCat("the generated kernels take ", source.num_buffers,
+                     source.half ? " half" : " float", " buffers; the workload has ",
                      buffers.pointers.size(), buffers.half ? " half" : " float", " tensors"));
   }
   tlm::v1::MeasureResult result;
-  result.set_build_seconds(Seconds(build_start));
+  result.set_build_seconds(build_seconds());
 
   // Run: upload, check, time.
   const auto run_start = std::chrono::steady_clock::now();
@@ -334,7 +522,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
   for (CUdeviceptr& p : pointers) arguments.push_back(&p);
   auto launch_all = [&]() -> absl::Status {
     for (size_t i = 0; i < functions.size(); ++i) {
-      const CudaKernel& k = source->kernels[i];
+      const CudaKernel& k = source.kernels[i];
       const absl::Status s = d.Check(d.cuLaunchKernel(functions[i], static_cast<unsigned>(k.grid),
                                                       1, 1, static_cast<unsigned>(k.block), 1, 1,
                                                       static_cast<unsigned>(k.shared_bytes),
@@ -393,7 +581,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
       result.set_error_stage("check");
       result.set_error_message(std::string(checked.message()));
       result.set_run_seconds(Seconds(run_start));
-      result.set_source(std::move(source->code));
+      result.set_source(std::move(source.code));
       return result;
     }
   }
@@ -434,7 +622,7 @@ tlm::v1::MeasureResult CudaBackend::Measure(const tlm::v1::Program& program,
   for (double s : timing->repeat_seconds) result.add_repeat_seconds(s);
   result.set_median_seconds(timing->median_seconds);
   result.set_number(timing->number);
-  result.set_source(std::move(source->code));
+  result.set_source(std::move(source.code));
   return result;
 }
 

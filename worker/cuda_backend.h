@@ -33,13 +33,38 @@
 // unusable: every later Measure returns ERROR_KIND_RUNTIME_DEVICE at once,
 // and the runner process must be restarted (IsolatedBackend does that).
 //
+// Building ahead: measuring a program is a device-free build (parse, lower
+// within the limits, generate CUDA C, NVRTC: hundreds of milliseconds on
+// the CPU) followed by the device step (load, check, time: milliseconds).
+// With Options::build_threads > 0, Prefetch queues the build of a program
+// on a pool of that many threads, and its Measure takes the build over
+// (waiting for it if it is still queued or running), so NVRTC runs while
+// the GPU times the programs before it. The result is the same as without
+// the hint, build_seconds included (the build's own duration plus the
+// device step's loading, not the time Measure waited). Builds do not
+// depend on the MeasureOptions (none of their fields affects parsing,
+// lowering or compiling), so a build is keyed by the program alone (its
+// text and hash): a program prefetched twice is built once, and the
+// options given to Prefetch are ignored. A prefetched build is claimed by
+// one Measure; at most MaxPrefetched() builds are kept: beyond that,
+// Prefetch drops the oldest finished build nobody claimed, or ignores the
+// hint when every kept build is still queued or running. Destruction
+// drops queued builds and waits for the running ones (at most one
+// compilation per thread). Pool threads run only the build: the lowering
+// and code generation are pure functions of their arguments, and NVRTC
+// allows concurrent calls on different nvrtcProgram objects (each
+// CompileToCubin makes its own); they never call the driver or touch the
+// CUDA context.
+//
 // The device's primary context is retained at the first Measure, not at
 // Create, so a backend that only answers Capabilities (the worker's side of
-// an IsolatedBackend) holds no GPU memory. Not thread-safe; the context is
-// made current on the calling thread by every Measure.
+// an IsolatedBackend) holds no GPU memory. Not thread-safe: Measure and
+// Prefetch are called from one thread (the pool is internal); the context
+// is made current on the calling thread by every Measure.
 #ifndef TLMD_WORKER_CUDA_BACKEND_H_
 #define TLMD_WORKER_CUDA_BACKEND_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -64,6 +89,12 @@ class CudaBackend final : public Backend {
   struct Options {
     // Device ordinal among the devices visible to the process.
     int device = 0;
+    // Threads that build prefetched programs. 0 (or less): Prefetch does
+    // nothing and Measure builds inline.
+    int build_threads = 0;
+    // The test-only hooks below run within the build, so on the pool's
+    // threads, concurrently, when build_threads > 0.
+    //
     // Test-only: programs for which this returns true launch, before their
     // own kernels, a kernel that stores far out of bounds, which fails
     // with CUDA_ERROR_ILLEGAL_ADDRESS and poisons the context.
@@ -90,16 +121,35 @@ class CudaBackend final : public Backend {
   tlm::v1::WorkerCapabilities Capabilities() const override;
   tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
                                  const tlm::v1::MeasureOptions& options) override;
+  // Queues the build of `program` when build_threads > 0 and it is not
+  // already queued, running or built (see the file comment); does nothing
+  // otherwise, or once the context is lost. Never blocks on a build.
+  void Prefetch(const tlm::v1::Program& program,
+                const tlm::v1::MeasureOptions& options) override;
 
   const CudaDeviceInfo& device() const { return device_; }
   // DeviceLimits(device()).
   const program::TargetLimits& limits() const { return limits_; }
+  // Measure calls that took over a build Prefetch had queued (finished,
+  // running or still waiting for a thread), since Create.
+  int64_t builds_ahead() const { return builds_ahead_; }
+  // The most prefetched builds kept at once: 4 * build_threads + 8.
+  int MaxPrefetched() const { return 4 * options_.build_threads + 8; }
 
  private:
+  struct Build;
+  class BuildPool;
   struct DeviceState;
   struct WorkloadBuffers;
 
   CudaBackend(const CudaDriver* driver, CudaDeviceInfo device, Options options);
+
+  // The device-free part of measuring `program`: parse, lower, generate,
+  // check the launch limits, compile. Thread-safe (reads only const
+  // members); see the file comment.
+  Build BuildProgram(const tlm::v1::Program& program) const;
+  // The device part: load the build's cubin, check and time it.
+  tlm::v1::MeasureResult MeasureBuilt(Build& build, const tlm::v1::MeasureOptions& options);
 
   // Retains the context and creates the events and the L2 flush buffer on
   // first use; makes the context current.
@@ -119,6 +169,10 @@ class CudaBackend final : public Backend {
   // Set once the context is poisoned: the error that did it.
   std::string lost_after_;
   std::unique_ptr<DeviceState> state_;
+  int64_t builds_ahead_ = 0;
+  // Null unless build_threads > 0. Its threads call BuildProgram on this
+  // backend: reset first by the destructor.
+  std::unique_ptr<BuildPool> pool_;
 };
 
 }  // namespace tlm::worker

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "tlm/v1/fleet.pb.h"
+#include "tlm/v1/runner.pb.h"
 #include "worker/timing.h"
 
 extern char** environ;
@@ -103,9 +104,9 @@ tlm::v1::MeasureResult Failure(tlm::v1::ErrorKind kind, const std::string& messa
 }  // namespace
 
 absl::Status ServeRunner(Backend& backend, int in_fd, int out_fd) {
-  tlm::v1::MeasureJob job;
+  tlm::v1::RunnerRequest request;
   while (true) {
-    switch (ReadFrame(in_fd, job, absl::InfiniteFuture())) {
+    switch (ReadFrame(in_fd, request, absl::InfiniteFuture())) {
       case ReadOutcome::kOk:
         break;
       case ReadOutcome::kClosed:
@@ -113,7 +114,12 @@ absl::Status ServeRunner(Backend& backend, int in_fd, int out_fd) {
       default:
         return absl::DataLossError("malformed request frame");
     }
-    const tlm::v1::MeasureResult result = backend.Measure(job.program(), job.options());
+    for (const tlm::v1::MeasureJob& ahead : request.prefetch()) {
+      backend.Prefetch(ahead.program(), ahead.options());
+    }
+    if (!request.has_measure()) continue;
+    const tlm::v1::MeasureResult result =
+        backend.Measure(request.measure().program(), request.measure().options());
     if (!WriteFrame(out_fd, result)) return absl::UnavailableError("cannot write the result");
   }
 }
@@ -172,12 +178,22 @@ IsolatedBackend::IsolatedBackend(std::unique_ptr<Backend> local,
                                  std::vector<std::string> runner_argv, absl::Duration grace)
     : local_(std::move(local)), runner_argv_(std::move(runner_argv)), grace_(grace) {}
 
+void IsolatedBackend::Prefetch(const tlm::v1::Program& program,
+                               const tlm::v1::MeasureOptions& options) {
+  tlm::v1::MeasureJob& ahead = prefetch_.emplace_back();
+  *ahead.mutable_program() = program;
+  *ahead.mutable_options() = options;
+}
+
 tlm::v1::MeasureResult IsolatedBackend::Measure(const tlm::v1::Program& program,
                                                 const tlm::v1::MeasureOptions& raw_options) {
   const tlm::v1::MeasureOptions options = WithDefaults(raw_options);
-  tlm::v1::MeasureJob request;
-  *request.mutable_program() = program;
-  *request.mutable_options() = options;
+  tlm::v1::RunnerRequest request;
+  *request.mutable_measure()->mutable_program() = program;
+  *request.mutable_measure()->mutable_options() = options;
+  // Hints go with the request: the runner starts them before measuring.
+  for (tlm::v1::MeasureJob& ahead : prefetch_) request.add_prefetch()->Swap(&ahead);
+  prefetch_.clear();
 
   // A child that died since the last call is replaced before the request.
   for (int tries = 0; tries < 2; ++tries) {

@@ -2,7 +2,9 @@
 // corrupts its process never takes the worker down.
 //
 // IsolatedBackend forwards each Measure call to a runner child over a socket
-// (length-prefixed tlm.v1.MeasureJob in, tlm.v1.MeasureResult out). The child
+// (length-prefixed tlm.v1.RunnerRequest in, tlm.v1.MeasureResult out);
+// Prefetch hints travel with the next Measure request, and the child passes
+// them to its backend before measuring. The child
 // lives across calls, keeping its inputs and device state. When the child dies
 // during a call the result is ERROR_KIND_RUNTIME_DEVICE naming the signal or
 // exit code; when a call outlives build_timeout_s + run_timeout_s (+ grace)
@@ -25,8 +27,9 @@
 
 namespace tlm::worker {
 
-// Serves measurement requests read from `in_fd` with `backend`, writing each
-// result to `out_fd`, until `in_fd` reaches end of file (OK) or an I/O error.
+// Serves requests read from `in_fd` with `backend` (prefetch hints first,
+// then the measurement, whose result is written to `out_fd`), until `in_fd`
+// reaches end of file (OK) or an I/O error.
 absl::Status ServeRunner(Backend& backend, int in_fd, int out_fd);
 
 // A running runner child; killed and reaped on destruction.
@@ -66,6 +69,9 @@ class IsolatedBackend final : public Backend {
   tlm::v1::WorkerCapabilities Capabilities() const override { return local_->Capabilities(); }
   tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
                                  const tlm::v1::MeasureOptions& options) override;
+  // Held until the next Measure call, which sends it to the runner first. A
+  // runner that dies loses its hints; they cost only a later inline build.
+  void Prefetch(const tlm::v1::Program& program, const tlm::v1::MeasureOptions& options) override;
 
   // Runner children started so far.
   int spawned() const { return spawned_; }
@@ -75,6 +81,7 @@ class IsolatedBackend final : public Backend {
   const std::vector<std::string> runner_argv_;
   const absl::Duration grace_;
   std::unique_ptr<RunnerProcess> runner_;
+  std::vector<tlm::v1::MeasureJob> prefetch_;  // hints for the next request
   int spawned_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 #endif
 #include "worker/isolated_backend.h"
 #include "worker/llvm_cpu_backend.h"
+#include "worker/thread_pool.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "tlmd address");
 ABSL_FLAG(std::string, backend, "cpu",
@@ -34,14 +36,24 @@ ABSL_FLAG(int32_t, threads, 0,
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA of tlmd's certificate: connect over TLS");
 ABSL_FLAG(std::string, token_file, "", "file holding tlmd's bearer token (needs --tls_ca)");
 ABSL_FLAG(std::string, name, "", "worker name shown by tlmctl (default HOST:BACKEND)");
-ABSL_FLAG(int32_t, max_in_flight, 2,
-          "jobs held at once; they are measured one at a time, the next one already at hand");
+ABSL_FLAG(int32_t, max_in_flight, 0,
+          "jobs held at once; they are measured one at a time, the next ones already at hand "
+          "(0: 2, or --build_threads + 2 for cuda)");
+ABSL_FLAG(int32_t, build_threads, -1,
+          "cuda: threads compiling the jobs queued behind the one being timed (-1: one per "
+          "hardware thread but one; 0: compile each program when it is measured)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(bool, isolate, true,
           "measure in a child process, so a crashing or hanging kernel cannot take the worker "
           "down");
 ABSL_FLAG(bool, runner, false,
           "internal: serve measurements on stdin/stdout as the worker's child process");
+
+// --build_threads with -1 resolved.
+int BuildThreads() {
+  const int flag = absl::GetFlag(FLAGS_build_threads);
+  return flag >= 0 ? flag : std::max(1, tlm::worker::HardwareThreads() - 1);
+}
 
 int main(int argc, char** argv) {
   // Block termination signals before any thread starts (gRPC starts some as
@@ -73,6 +85,10 @@ int main(int argc, char** argv) {
 #ifdef TLMD_HAVE_CUDA
     tlm::worker::CudaBackend::Options options;
     options.device = absl::GetFlag(FLAGS_cuda_device);
+    // With --isolate, the worker's own backend only describes the device;
+    // its runner child builds and measures.
+    const bool measures = absl::GetFlag(FLAGS_runner) || !absl::GetFlag(FLAGS_isolate);
+    options.build_threads = measures ? BuildThreads() : 0;
     absl::StatusOr<std::unique_ptr<tlm::worker::CudaBackend>> cuda =
         tlm::worker::CudaBackend::Create(options);
     if (!cuda.ok()) return cuda.status();
@@ -84,7 +100,8 @@ int main(int argc, char** argv) {
   });
 
   std::string errors;
-  if (absl::GetFlag(FLAGS_max_in_flight) < 1) errors += "  --max_in_flight must be at least 1\n";
+  if (absl::GetFlag(FLAGS_max_in_flight) < 0) errors += "  --max_in_flight must be 0 or more\n";
+  if (absl::GetFlag(FLAGS_build_threads) < -1) errors += "  --build_threads must be -1 or more\n";
   if (absl::GetFlag(FLAGS_threads) < 0) errors += "  --threads must be 0 or more\n";
   if (absl::GetFlag(FLAGS_server).empty()) errors += "  --server must be HOST:PORT\n";
   const spdlog::level::level_enum level = spdlog::level::from_str(absl::GetFlag(FLAGS_log_level));
@@ -122,6 +139,7 @@ int main(int argc, char** argv) {
                                  "--backend=" + absl::GetFlag(FLAGS_backend),
                                  absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
                                  absl::StrCat("--cuda_device=", absl::GetFlag(FLAGS_cuda_device)),
+                                 absl::StrCat("--build_threads=", BuildThreads()),
                                  "--log_level=" + absl::GetFlag(FLAGS_log_level)});
   }
 
@@ -129,6 +147,9 @@ int main(int argc, char** argv) {
   options.server_address = absl::GetFlag(FLAGS_server);
   options.name = absl::GetFlag(FLAGS_name);
   options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  if (options.max_in_flight == 0) {
+    options.max_in_flight = absl::GetFlag(FLAGS_backend) == "cuda" ? BuildThreads() + 2 : 2;
+  }
   options.credentials = *credentials;
   tlm::worker::Agent agent(options, backend->get());
   std::thread signal_waiter([&agent, signals] {

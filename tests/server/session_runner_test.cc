@@ -259,6 +259,52 @@ TEST_CASE("a restarted core resumes a session mid-round from the store") {
   CHECK(core.store->Counts()->tasks == 3);
 }
 
+TEST_CASE("a session restarted after starting tasks but before storing them takes them over") {
+  const std::string path = TempDbPath();
+  int64_t id = 0;
+  std::vector<int64_t> task_ids;
+  {
+    Core core(path);
+    Runner r(core);
+    tlm::v1::StartSessionRequest request = ThreeDense(/*budget=*/20, /*per_round=*/4);
+    request.set_measure_untuned(true);
+    const tlm::v1::Session started = r.runner->StartSession(request).value();
+    id = started.id();
+    for (const tlm::v1::SessionTask& t : started.tasks()) {
+      REQUIRE(t.task_id() != 0);
+      REQUIRE(t.untuned_task_id() != 0);
+      task_ids.push_back(t.task_id());
+      task_ids.push_back(t.untuned_task_id());
+    }
+    // What the store holds when tlmd dies after submitting the first round's
+    // tasks and before storing the session that names them.
+    tlm::v1::Session lost = started;
+    for (tlm::v1::SessionTask& t : *lost.mutable_tasks()) {
+      t.set_task_id(0);
+      t.set_untuned_task_id(0);
+    }
+    lost.clear_rounds();
+    REQUIRE(core.store->UpdateSession(lost).ok());
+    core.tuner->StopAccepting();
+  }
+  Core core(path);
+  REQUIRE(core.tuner->Resume().ok());
+  Runner r(core);
+  r.runner->Start();
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+  const tlm::v1::Session done = RunToEnd(core, *r.runner, *worker, id);
+  REQUIRE(done.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
+  std::vector<int64_t> after;
+  for (const tlm::v1::SessionTask& t : done.tasks()) {
+    after.push_back(t.task_id());
+    after.push_back(t.untuned_task_id());
+  }
+  CHECK(after == task_ids);
+  CHECK(core.store->Counts()->tasks == 6);
+  CHECK(done.measured() == 20);
+  CHECK(core.store->Counts()->measurements == 20 + 3);  // and one untuned each
+}
+
 TEST_CASE("invalid sessions name the field and store nothing") {
   Core core(TempDbPath());
   Runner r(core);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "program/workload.h"
 #include "server/sqlite_store.h"
 #include "tests/temp_dir.h"
@@ -142,6 +143,11 @@ TEST_CASE("reopening keeps tasks, programs and measurements") {
   CHECK(best.worker_id() == "w-1");
 }
 
+// What migration 3 added, removed again.
+constexpr char kUndoVersion3[] =
+    "DROP INDEX tasks_by_key; ALTER TABLE tasks DROP COLUMN key;"
+    "ALTER TABLE tasks DROP COLUMN target_limits;";
+
 TEST_CASE("a version-1 file migrates to sessions and keeps its tasks") {
   TempDir dir;
   const std::string path = dir.file("v1.db");
@@ -153,8 +159,7 @@ TEST_CASE("a version-1 file migrates to sessions and keeps its tasks") {
   }
   // What a file written before sessions existed looks like.
   Exec(path,
-       "DROP TABLE sessions; ALTER TABLE tasks DROP COLUMN target_limits;"
-       "UPDATE schema_version SET version = 1;");
+       absl::StrCat(kUndoVersion3, "DROP TABLE sessions; UPDATE schema_version SET version = 1;"));
   REQUIRE(Pragma(path, "SELECT MAX(version) FROM schema_version") == "1");
   auto store = SqliteStore::Open(path);
   REQUIRE(store.ok());
@@ -174,7 +179,7 @@ TEST_CASE("a task's target limits are stored; tasks of a version-2 file have non
     REQUIRE(store.ok());
     old_task = (*store)->CreateTask(Request(16, "cuda"), 5).value().id();
   }
-  Exec(path, "ALTER TABLE tasks DROP COLUMN target_limits; UPDATE schema_version SET version = 2;");
+  Exec(path, absl::StrCat(kUndoVersion3, "UPDATE schema_version SET version = 2;"));
   auto store = SqliteStore::Open(path);
   REQUIRE(store.ok());
   CHECK((*store)->schema_version() == 3);
@@ -193,6 +198,23 @@ TEST_CASE("a task's target limits are stored; tasks of a version-2 file have non
   CHECK(task.target().limits().max_registers_per_block() == 65536);
   // Same kind and device: one targets row for both tasks.
   CHECK(Pragma(path, "SELECT COUNT(*) FROM targets") == "1");
+}
+
+TEST_CASE("a task's key is unique and finds it") {
+  TempDir dir;
+  auto store = SqliteStore::Open(dir.file("keys.db"));
+  REQUIRE(store.ok());
+  CHECK_FALSE((*store)->FindTask("session/1/0/tuned").value().has_value());
+  const int64_t keyed = (*store)->CreateTask(Request(16), 1, "session/1/0/tuned").value().id();
+  (*store)->CreateTask(Request(16), 2).value();  // no key: any number of them
+  (*store)->CreateTask(Request(16), 3).value();
+  const std::optional<tlm::v1::Task> found = (*store)->FindTask("session/1/0/tuned").value();
+  REQUIRE(found.has_value());
+  CHECK(found->id() == keyed);
+  const absl::StatusOr<tlm::v1::Task> again = (*store)->CreateTask(Request(32), 4, "session/1/0/tuned");
+  CHECK(absl::IsAlreadyExists(again.status()));
+  CHECK_THAT(std::string(again.status().message()), Catch::Contains("taken by task"));
+  CHECK((*store)->Counts()->tasks == 3);
 }
 
 TEST_CASE("sessions are stored whole, replaced, listed newest first and filtered by state") {

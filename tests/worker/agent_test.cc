@@ -7,6 +7,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <deque>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -180,6 +181,75 @@ TEST_CASE("the agent registers, measures per credit, heartbeats and reconnects")
   runner.join();
   CHECK(run_status.ok());
   CHECK(agent.jobs_done() == 5);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+}
+
+// Records the order of Prefetch and Measure calls; its first Measure waits
+// until the test opens the gate.
+class RecordingBackend : public FakeBackend {
+ public:
+  tlm::v1::MeasureResult Measure(const tlm::v1::Program& program,
+                                 const tlm::v1::MeasureOptions& options) override {
+    {
+      absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(&open));
+      calls.push_back("measure " + program.text());
+    }
+    return FakeBackend::Measure(program, options);
+  }
+  void Prefetch(const tlm::v1::Program& program, const tlm::v1::MeasureOptions&) override {
+    absl::MutexLock lock(&mu);
+    calls.push_back("prefetch " + program.text());
+  }
+  std::vector<std::string> Calls() {
+    absl::MutexLock lock(&mu);
+    return calls;
+  }
+  void Open() {
+    absl::MutexLock lock(&mu);
+    open = true;
+  }
+
+  absl::Mutex mu;
+  bool open ABSL_GUARDED_BY(mu) = false;
+  std::vector<std::string> calls ABSL_GUARDED_BY(mu);
+};
+
+TEST_CASE("the agent tells the backend of queued jobs before it measures them, once each") {
+  ScriptedFleet fleet(6);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = Serve(&fleet, "127.0.0.1:0", &port);
+  REQUIRE(server != nullptr);
+  RecordingBackend backend;
+  AgentOptions options;
+  options.server_address = absl::StrCat("127.0.0.1:", port);
+  options.max_in_flight = 4;
+  Agent agent(options, &backend);
+  std::thread runner([&] { (void)agent.Run(); });
+  // Jobs 1-4 are sent at once; the first measurement holds until they are in.
+  absl::SleepFor(absl::Milliseconds(300));
+  backend.Open();
+  REQUIRE(WaitFor([&] { return fleet.results().size() == 6; }));
+  agent.Shutdown();
+  runner.join();
+
+  const std::vector<std::string> calls = backend.Calls();
+  std::map<std::string, int> prefetched_at, measured_at;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const bool prefetch = calls[i].rfind("prefetch ", 0) == 0;
+    const std::string text = calls[i].substr(calls[i].find(' ') + 1);
+    std::map<std::string, int>& seen = prefetch ? prefetched_at : measured_at;
+    CHECK(seen.count(text) == 0);  // once each
+    seen[text] = static_cast<int>(i);
+  }
+  CHECK(measured_at.size() == 6);
+  // Jobs 2-4 were queued behind job 1.
+  CHECK(prefetched_at.size() >= 3);
+  for (const auto& [text, at] : prefetched_at) {
+    INFO(text);
+    REQUIRE(measured_at.count(text) == 1);
+    CHECK(at < measured_at[text]);
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
 }
 

@@ -9,11 +9,16 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "program/loop_nest.h"
 #include "program/program.h"
+#include "worker/cuda_codegen.h"
 #include "worker/cuda_driver.h"
 
 namespace tlm::worker {
@@ -310,6 +315,203 @@ TEST_CASE("over a fake driver, programs are lowered within the device's own limi
     CHECK(r.error_kind() == tlm::v1::ERROR_KIND_WRONG_ANSWER);
   }
   CHECK(Hooks().last_launch_shared_bytes() == 32 * 1024);
+}
+
+// Options for a backend over the fake driver that builds ahead on
+// `build_threads` threads. Its add programs are hand-written: tlm_add over
+// M x N elements (the fake runs it), or code NVRTC rejects for M = 3; its
+// other programs are lowered within `limits` and generated as the backend
+// does itself (the fake does not run them: WRONG_ANSWER). `builds`, when
+// given, counts the programs built.
+CudaBackend::Options BuildAheadOptions(int build_threads, const program::TargetLimits& limits,
+                                       std::shared_ptr<std::atomic<int>> builds = nullptr) {
+  CudaBackend::Options options;
+  options.driver_for_testing = &FakeDriver();
+  options.build_threads = build_threads;
+  options.generate_for_testing = [=](const program::Program& p) -> absl::StatusOr<CudaSource> {
+    if (builds != nullptr) ++*builds;
+    if (p.workload.op != "add") {
+      absl::StatusOr<program::LoopNest> nest = program::Lower(p, limits);
+      if (!nest.ok()) return nest.status();
+      return GenerateCuda(*nest);
+    }
+    const int64_t m = p.workload.param("M");
+    CudaSource source;
+    source.code = m == 3 ? "extern \"C\" __global__ void tlm_add(float* a) { a[0] = }\n"
+                         : kAddSource;
+    source.kernels = {CudaKernel{"tlm_add", 1, m * p.workload.param("N"), 0}};
+    source.num_buffers = 3;
+    return source;
+  };
+  return options;
+}
+
+std::unique_ptr<CudaBackend> MakeBackend(const CudaBackend::Options& options) {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(options);
+  if (!backend.ok()) FAIL(backend.status().ToString());
+  return std::move(*backend);
+}
+
+tlm::v1::MeasureOptions QuickOptions() {
+  tlm::v1::MeasureOptions options;
+  options.set_min_repeat_ms(1);
+  return options;
+}
+
+// Everything of `r` but the durations of the build and of the run, which
+// are only checked to be there.
+std::string Outcome(const tlm::v1::MeasureResult& r) {
+  std::string outcome = Describe(r);
+  outcome += "\nmax_abs_error " + std::to_string(r.max_abs_error()) + ", median " +
+             std::to_string(r.median_seconds()) + " s, number " + std::to_string(r.number()) +
+             ", repeats";
+  for (double s : r.repeat_seconds()) outcome += " " + std::to_string(s);
+  outcome += "\nbuilt: " + std::string(r.build_seconds() > 0 ? "yes" : "no") +
+             "\nsource:\n" + r.source();
+  return outcome;
+}
+
+TEST_CASE("over a fake driver, programs built ahead measure as programs built inline") {
+  // A device with 256 threads per block, so a program of 512 does not lower.
+  program::TargetLimits limits;
+  std::unique_ptr<CudaBackend> ahead, inline_builds;
+  {
+    const FakeDeviceLimits smaller(256, 48 * 1024, 48 * 1024, 65536);
+    limits = DeviceLimits(*QueryDevice(FakeDriver(), 0));
+    ahead = MakeBackend(BuildAheadOptions(3, limits));
+    inline_builds = MakeBackend(BuildAheadOptions(0, limits));
+  }
+  REQUIRE(ahead->limits().max_threads_per_block == 256);
+  const tlm::v1::Program programs[] = {
+      Add(8),                                          // NONE
+      Dense64({1, 32, 1, 1}, {1, 16, 1, 1}, {1, 1}),   // 512 threads: does not lower
+      Add(3),                                          // NVRTC rejects it
+      Dense64({1, 8, 1, 1}, {1, 16, 1, 1}, {4, 16}),   // compiles; not run by the fake
+      Add(16),                                         // NONE, 256 threads
+      Dense64({1, 8, 8, 1}, {1, 8, 1, 8}, {8, 8}),     // 32 KiB of shared memory
+  };
+  for (const tlm::v1::Program& p : programs) ahead->Prefetch(p, QuickOptions());
+  std::vector<tlm::v1::ErrorKind> kinds;
+  for (const tlm::v1::Program& p : programs) {
+    INFO(p.text());
+    const tlm::v1::MeasureResult r = ahead->Measure(p, QuickOptions());
+    const tlm::v1::MeasureResult expected = inline_builds->Measure(p, QuickOptions());
+    CHECK(Outcome(r) == Outcome(expected));
+    kinds.push_back(r.error_kind());
+  }
+  CHECK(kinds == std::vector<tlm::v1::ErrorKind>{
+                     tlm::v1::ERROR_KIND_NONE, tlm::v1::ERROR_KIND_INSTANTIATION,
+                     tlm::v1::ERROR_KIND_COMPILE_DEVICE, tlm::v1::ERROR_KIND_WRONG_ANSWER,
+                     tlm::v1::ERROR_KIND_NONE, tlm::v1::ERROR_KIND_WRONG_ANSWER});
+  CHECK(ahead->builds_ahead() == 6);
+  CHECK(inline_builds->builds_ahead() == 0);
+}
+
+TEST_CASE("over a fake driver, a program never prefetched is built inline among prefetched ones") {
+  std::unique_ptr<CudaBackend> ahead = MakeBackend(BuildAheadOptions(2, {}));
+  std::unique_ptr<CudaBackend> inline_builds = MakeBackend(BuildAheadOptions(0, {}));
+  ahead->Prefetch(Add(8), {});
+  ahead->Prefetch(Add(16), {});
+  const tlm::v1::Program dense = Dense64({1, 8, 1, 1}, {1, 16, 1, 1}, {4, 16});
+  tlm::v1::MeasureResult r = ahead->Measure(dense, QuickOptions());
+  CHECK(Outcome(r) == Outcome(inline_builds->Measure(dense, QuickOptions())));
+  CHECK(ahead->builds_ahead() == 0);
+  r = ahead->Measure(Add(16), QuickOptions());
+  CHECK(Outcome(r) == Outcome(inline_builds->Measure(Add(16), QuickOptions())));
+  r = ahead->Measure(Add(8), QuickOptions());
+  CHECK(Outcome(r) == Outcome(inline_builds->Measure(Add(8), QuickOptions())));
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(ahead->builds_ahead() == 2);
+}
+
+TEST_CASE("over a fake driver, a program prefetched twice is built once and claimed once") {
+  auto builds = std::make_shared<std::atomic<int>>(0);
+  std::unique_ptr<CudaBackend> backend = MakeBackend(BuildAheadOptions(2, {}, builds));
+  backend->Prefetch(Add(8), {});
+  backend->Prefetch(Add(8), QuickOptions());  // options do not change a build
+  tlm::v1::MeasureResult r = backend->Measure(Add(8), QuickOptions());
+  INFO(Describe(r));
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(*builds == 1);
+  CHECK(backend->builds_ahead() == 1);
+  // Claimed: measuring it again builds it again.
+  r = backend->Measure(Add(8), QuickOptions());
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(*builds == 2);
+  CHECK(backend->builds_ahead() == 1);
+  // The same text with a hash that does not match is another program.
+  tlm::v1::Program wrong_hash = Add(8);
+  wrong_hash.set_hash("0000000000000000");
+  backend->Prefetch(Add(8), {});
+  backend->Prefetch(wrong_hash, {});
+  r = backend->Measure(wrong_hash, {});
+  CHECK(r.error_stage() == "parse");
+  CHECK_THAT(r.error_message(), Catch::Contains("does not match the text"));
+  CHECK(backend->Measure(Add(8), QuickOptions()).error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(*builds == 3);  // the wrong hash fails at parse, before generating
+  CHECK(backend->builds_ahead() == 3);
+}
+
+TEST_CASE("over a fake driver, without build threads Prefetch does nothing") {
+  auto builds = std::make_shared<std::atomic<int>>(0);
+  std::unique_ptr<CudaBackend> backend = MakeBackend(BuildAheadOptions(0, {}, builds));
+  backend->Prefetch(Add(8), {});
+  CHECK(*builds == 0);
+  CHECK(backend->Measure(Add(8), QuickOptions()).error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(*builds == 1);
+  CHECK(backend->builds_ahead() == 0);
+}
+
+TEST_CASE("over a fake driver, builds prefetched and never measured are bounded") {
+  auto builds = std::make_shared<std::atomic<int>>(0);
+  std::unique_ptr<CudaBackend> backend = MakeBackend(BuildAheadOptions(1, {}, builds));
+  REQUIRE(backend->MaxPrefetched() == 12);
+  // 30 programs, as many as a server might send and then cancel.
+  for (int m = 4; m < 34; ++m) backend->Prefetch(Add(m), {});
+  // Each is measured correctly whether its build was kept or not.
+  for (int m = 4; m < 34; ++m) {
+    INFO("M = " << m);
+    const tlm::v1::MeasureResult r = backend->Measure(Add(m), QuickOptions());
+    CHECK(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  }
+  CHECK(backend->builds_ahead() <= backend->MaxPrefetched());
+  // Every measurement that did not take over a build built its own.
+  CHECK(*builds >= 30);
+}
+
+TEST_CASE("over a fake driver, a backend with builds queued and running is destroyed cleanly") {
+  auto builds = std::make_shared<std::atomic<int>>(0);
+  {
+    std::unique_ptr<CudaBackend> backend = MakeBackend(BuildAheadOptions(2, {}, builds));
+    for (int m = 4; m < 14; ++m) backend->Prefetch(Add(m), {});
+    backend->Prefetch(Dense64({1, 8, 1, 1}, {1, 16, 1, 1}, {4, 16}), {});
+    // Measured, so the context is held too.
+    CHECK(backend->Measure(Add(20), QuickOptions()).error_kind() == tlm::v1::ERROR_KIND_NONE);
+  }
+  // The pool is gone: nothing holds the options' hook, no build starts.
+  CHECK(builds.use_count() == 1);
+  CHECK(*builds <= 12);
+}
+
+TEST_CASE("over a fake driver, builds ahead stop when the context is lost") {
+  CudaBackend::Options options = BuildAheadOptions(2, {});
+  options.out_of_bounds_for_testing = [](const program::Program& p) {
+    return p.workload.param("M") == 13;
+  };
+  std::unique_ptr<CudaBackend> backend = MakeBackend(options);
+  backend->Prefetch(Add(13), {});
+  backend->Prefetch(Add(8), {});
+  tlm::v1::MeasureResult r = backend->Measure(Add(13), QuickOptions());
+  INFO(Describe(r));
+  CHECK(r.error_kind() == tlm::v1::ERROR_KIND_RUNTIME_DEVICE);
+  CHECK_THAT(r.error_message(), Catch::Contains("the CUDA context is lost"));
+  // The build of Add(8) is dropped unused; nothing is built any more.
+  r = backend->Measure(Add(8), QuickOptions());
+  CHECK_THAT(r.error_message(), Catch::StartsWith("the CUDA context was lost after"));
+  backend->Prefetch(Add(9), {});
+  r = backend->Measure(Add(9), QuickOptions());
+  CHECK_THAT(r.error_message(), Catch::StartsWith("the CUDA context was lost after"));
+  CHECK(backend->builds_ahead() == 1);
 }
 
 TEST_CASE("DeviceLimits takes the device's limits, opt-in shared memory first") {

@@ -14,9 +14,9 @@
 // them): libnvrtc.so.13 (found through an rpath to the toolkit it was built
 // with, else LD_LIBRARY_PATH); from Debian 12 packages libprotobuf.so.32,
 // libspdlog.so.1.10, libfmt.so.9 and libabsl_{status,statusor,strings,
-// str_format_internal,time,throw_delegate}.so.20220623 with their own
-// dependencies (copy them along and set LD_LIBRARY_PATH where they are not
-// installed); libstdc++.so.6, libgcc_s.so.1, libm.so.6, libc.so.6; and the
+// str_format_internal,synchronization,time,throw_delegate}.so.20220623 with
+// their own dependencies (copy them along and set LD_LIBRARY_PATH where
+// they are not installed); libstdc++.so.6, libgcc_s.so.1, libm.so.6, libc.so.6; and the
 // NVIDIA driver's libcuda.so.1, loaded with dlopen. Without a GPU it fails
 // at once with one line saying so.
 //
@@ -37,6 +37,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "program/program.h"
 #include "program/sampler.h"
@@ -142,6 +143,35 @@ TEST_CASE("random programs of every small workload match the reference and are t
       CHECK_THAT(r.source(), Catch::Contains("__global__"));
     }
   }
+}
+
+TEST_CASE("programs built ahead on two threads match the reference and are timed") {
+  CudaBackend::Options options;
+  options.build_threads = 2;
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(options);
+  REQUIRE(backend.ok());
+  std::mt19937_64 rng(11);
+  int64_t prefetched = 0;
+  for (const program::Workload& w : testing::SmallWorkloads()) {
+    const program::Sketch sketch = *program::Sketch::Make(w, "cuda", (*backend)->limits());
+    std::vector<program::Program> programs = {*program::DefaultProgram(w, "cuda")};
+    for (int n = 0; n < 3; ++n) programs.push_back(program::SampleProgram(sketch, rng));
+    for (const program::Program& p : programs) {
+      (*backend)->Prefetch(program::ProgramToProto(p), Quick());
+      ++prefetched;
+    }
+    for (const program::Program& p : programs) {
+      INFO(program::Print(p));
+      const tlm::v1::MeasureResult r = (*backend)->Measure(program::ProgramToProto(p), Quick());
+      INFO(Describe(r));
+      INFO(r.source());
+      REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+      CHECK(r.median_seconds() > 0);
+      CHECK(r.build_seconds() > 0);
+      CHECK_THAT(r.source(), Catch::Contains("__global__"));
+    }
+  }
+  CHECK((*backend)->builds_ahead() == prefetched);
 }
 
 // dense 256 x 256 x 256: 64 x 64 output tiles of 16 x 16 threads, each

@@ -36,7 +36,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -46,7 +48,6 @@ CUresult sticky_error = CUDA_SUCCESS;
 int context_references = 0;
 uint64_t launches = 0;
 int context_storage = 0;
-int module_storage = 0;
 
 struct FakeEvent {
   uint64_t launches = 0;
@@ -56,6 +57,11 @@ struct FakeEvent {
 struct FakeFunction {
   std::string name;
   int max_dynamic_shared_bytes = 0;
+};
+
+// A loaded module: owns the functions looked up in it.
+struct FakeModule {
+  std::vector<std::unique_ptr<FakeFunction>> functions;
 };
 
 struct DeviceLimits {
@@ -201,17 +207,21 @@ CUresult CUDAAPI cuModuleLoadData(CUmodule* module, const void* image) {
                   "ELF",
                   4) != 0)
     return CUDA_ERROR_INVALID_IMAGE;
-  *module = reinterpret_cast<CUmodule>(&module_storage);
+  *module = reinterpret_cast<CUmodule>(new FakeModule);
   return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI cuModuleGetFunction(CUfunction* function, CUmodule, const char* name) {
-  // Leaked: a test loads few modules.
-  *function = reinterpret_cast<CUfunction>(new FakeFunction{name, limits.shared_bytes});
+CUresult CUDAAPI cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
+  auto& functions = reinterpret_cast<FakeModule*>(module)->functions;
+  functions.push_back(std::make_unique<FakeFunction>(FakeFunction{name, limits.shared_bytes}));
+  *function = reinterpret_cast<CUfunction>(functions.back().get());
   return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuModuleUnload(CUmodule module) {
+  delete reinterpret_cast<FakeModule*>(module);
+  return CUDA_SUCCESS;
+}
 
 CUresult CUDAAPI cuFuncSetAttribute(CUfunction function, CUfunction_attribute attribute,
                                     int value) {

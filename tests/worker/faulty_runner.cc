@@ -3,7 +3,8 @@
 // Without arguments: program text "crash" stores out of bounds, "hang" never
 // returns, "exit" leaves with code 3, "device-error" answers with an
 // ERROR_KIND_RUNTIME_DEVICE result and stays alive; anything else succeeds
-// and reports in `number` how many programs this process has measured.
+// and reports in `number` how many programs this process has measured and in
+// `source` the texts of the programs prefetched so far, comma-separated.
 //
 // With --llvm: the real LLVM cpu backend, whose loop nests are broken
 // before compilation for dense workloads with M = 13 (every store moved 2^40
@@ -45,11 +46,17 @@ class FaultyBackend : public tlm::worker::Backend {
     r.set_error_kind(tlm::v1::ERROR_KIND_NONE);
     r.set_median_seconds(1e-3);
     r.set_number(++measured_);
+    r.set_source(prefetched_);
     return r;
+  }
+  void Prefetch(const tlm::v1::Program& program, const tlm::v1::MeasureOptions&) override {
+    if (!prefetched_.empty()) prefetched_ += ",";
+    prefetched_ += program.text();
   }
 
  private:
   int measured_ = 0;
+  std::string prefetched_;
 };
 
 void MoveStores(std::vector<tlm::program::Stmt>& stmts) {

@@ -59,6 +59,26 @@ TEST_CASE("crashes, hangs and exits become typed results and the runner is repla
   CHECK(backend.name() == "cpu-ref");  // identity comes from the local backend
 }
 
+TEST_CASE("prefetch hints reach the runner's backend with the next measurement, in order") {
+  IsolatedBackend backend(std::make_unique<CpuRefBackend>(),
+                          {Runfile("tests/worker/faulty_runner")}, absl::Milliseconds(200));
+  tlm::v1::MeasureOptions fast;
+  fast.set_build_timeout_s(0.2);
+  fast.set_run_timeout_s(0.3);
+  CHECK(backend.Measure(Text("ok"), fast).source().empty());
+  backend.Prefetch(Text("a"), fast);
+  backend.Prefetch(Text("b"), fast);
+  CHECK(backend.Measure(Text("ok"), fast).source() == "a,b");
+  CHECK(backend.Measure(Text("ok"), fast).source() == "a,b");  // each hint is sent once
+  // A runner that dies loses its hints; its successor starts without them.
+  backend.Prefetch(Text("c"), fast);
+  CHECK(backend.Measure(Text("crash"), fast).error_kind() == tlm::v1::ERROR_KIND_RUNTIME_DEVICE);
+  backend.Prefetch(Text("d"), fast);
+  const tlm::v1::MeasureResult r = backend.Measure(Text("ok"), fast);
+  CHECK(r.number() == 1);
+  CHECK(r.source() == "d");
+}
+
 TEST_CASE("a device error reported by the runner is passed on and the runner is replaced") {
   IsolatedBackend backend(std::make_unique<CpuRefBackend>(),
                           {Runfile("tests/worker/faulty_runner")}, absl::Milliseconds(200));
