@@ -401,12 +401,15 @@ int TuneNetwork(Invocation& inv, const std::string& network) {
                       "must be positive",
                       "tune");
   }
+  absl::StatusOr<tlm::v1::DType> dtype = ParseDTypeFlag(inv.String("dtype"));
+  if (!dtype.ok()) return UsageError(*inv.console, std::string(dtype.status().message()), "tune");
   absl::StatusOr<std::unique_ptr<Client>> client = Dial(inv);
   if (!client.ok()) return Report(inv, client.status());
   const tlm::v1::SubmitTaskRequest flags = RequestFromFlags(inv, {}, trials);
   tlm::v1::StartSessionRequest request;
   request.set_name(flags.name());
   request.set_network(network);
+  request.set_dtype(*dtype);
   *request.mutable_target() = flags.target();
   request.set_sampler(flags.sampler());
   request.set_seed(flags.seed());
@@ -593,14 +596,25 @@ int RunWorkers(Invocation& inv) {
     return unix_ms <= 0 ? std::string("-") : HumanDuration(now - absl::FromUnixMillis(unix_ms));
   };
   std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "TARGET", "BACKEND", "IN-FLIGHT",
-                                                 "CREDITS", "RESULTS", "UP", "HEARTBEAT",
-                                                 "DEVICE"}};
+                                                 "CREDITS", "RESULTS", "PER-S", "BUSY", "UP",
+                                                 "HEARTBEAT", "DEVICE"}};
   for (const tlm::v1::WorkerInfo& w : *workers) {
     const tlm::v1::WorkerCapabilities& c = w.capabilities();
+    // Results per second and the share of the time connected the device
+    // spent checking and timing programs.
+    const double up_seconds =
+        w.connected_unix_ms() > 0
+            ? absl::ToDoubleSeconds(now - absl::FromUnixMillis(w.connected_unix_ms()))
+            : 0;
+    const bool rated = up_seconds >= 1;
     rows.push_back(
         {w.worker_id(), w.name(), TargetLabel(c.target()), c.backend(),
          absl::StrCat(w.in_flight(), "/", c.max_in_flight()), absl::StrCat(w.credits()),
-         absl::StrCat(w.results()), since(w.connected_unix_ms()),
+         absl::StrCat(w.results()),
+         rated ? absl::StrFormat("%.2f", w.results() / up_seconds) : "-",
+         rated ? absl::StrFormat("%.0f%%", 100 * std::min(1.0, w.run_seconds() / up_seconds))
+               : "-",
+         since(w.connected_unix_ms()),
          since(w.last_heartbeat_unix_ms()) + (w.last_heartbeat_unix_ms() > 0 ? " ago" : ""),
          c.device_name()});
   }

@@ -228,6 +228,8 @@ bool Dispatcher::Complete(const std::string& worker_id, const tlm::v1::JobResult
     jobs_.erase(it);
     w->second.leased.erase(result.job_id());
     ++w->second.results;
+    w->second.run_seconds += std::max(0.0, result.result().run_seconds());
+    w->second.build_seconds += std::max(0.0, result.result().build_seconds());
   }
   Deliver(outcomes);
   return true;
@@ -447,6 +449,8 @@ std::vector<tlm::v1::WorkerInfo> Dispatcher::Workers() const {
     info.set_connected_unix_ms(absl::ToUnixMillis(worker.connected_at));
     info.set_last_heartbeat_unix_ms(absl::ToUnixMillis(worker.last_heartbeat));
     info.set_results(worker.results);
+    info.set_run_seconds(worker.run_seconds);
+    info.set_build_seconds(worker.build_seconds);
     out.push_back(std::move(info));
   }
   return out;

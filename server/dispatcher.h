@@ -184,6 +184,8 @@ class Dispatcher {
     absl::Time connected_at;
     absl::Time last_heartbeat;
     int64_t results = 0;
+    double run_seconds = 0;    // of its results
+    double build_seconds = 0;  // of its results
     absl::flat_hash_set<int64_t> leased;  // job ids
   };
   // Orders "w-<n>" ids by n: shorter first, then lexicographically.

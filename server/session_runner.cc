@@ -45,6 +45,9 @@ absl::Status Normalize(tlm::v1::StartSessionRequest& r) {
   if (r.network().empty() && r.workloads_size() == 0) {
     return Invalid("workloads", "missing (give workloads or a network)");
   }
+  if (r.dtype() != tlm::v1::DTYPE_UNSPECIFIED && r.network().empty()) {
+    return Invalid("dtype", "applies to a network's workloads; give each workload its own");
+  }
   if (!r.network().empty()) {
     absl::StatusOr<std::vector<program::NetworkTask>> tasks = program::NetworkTasks(r.network());
     if (!tasks.ok()) return Invalid("network", tasks.status().message());
@@ -52,6 +55,7 @@ absl::Status Normalize(tlm::v1::StartSessionRequest& r) {
       tlm::v1::SessionWorkload* w = r.add_workloads();
       w->set_name(t.name);
       *w->mutable_workload() = program::WorkloadToProto(t.workload);
+      if (r.dtype() != tlm::v1::DTYPE_UNSPECIFIED) w->mutable_workload()->set_dtype(r.dtype());
       w->set_weight(t.weight);
     }
   }

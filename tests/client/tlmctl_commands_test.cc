@@ -400,6 +400,8 @@ TEST_CASE("workers prints one row per worker") {
     w.set_in_flight(1);
     w.set_credits(1);
     w.set_results(340);
+    w.set_run_seconds(185.25);
+    w.set_build_seconds(40);
     w.set_connected_unix_ms(absl::ToUnixMillis(now - absl::Minutes(4) - absl::Seconds(7)));
     w.set_last_heartbeat_unix_ms(absl::ToUnixMillis(now - absl::Seconds(3)));
     s.workers = {w};
@@ -410,10 +412,10 @@ TEST_CASE("workers prints one row per worker") {
   TlmctlRun r = tlm::testing::RunTlmctlForTest({"workers"}, options);
   CHECK(r.code == 0);
   CHECK(r.out ==
-        "ID   NAME           TARGET  BACKEND  IN-FLIGHT  CREDITS  RESULTS  UP      HEARTBEAT  "
-        "DEVICE\n"
-        "w-1  host1:cpu-ref  cpu     cpu-ref  1/2        1        340      4m 07s  3s ago     "
-        "AMD EPYC 9654\n");
+        "ID   NAME           TARGET  BACKEND  IN-FLIGHT  CREDITS  RESULTS  PER-S  BUSY  UP      "
+        "HEARTBEAT  DEVICE\n"
+        "w-1  host1:cpu-ref  cpu     cpu-ref  1/2        1        340      1.38   75%   4m 07s  "
+        "3s ago     AMD EPYC 9654\n");
 }
 
 TEST_CASE("export writes JSON lines and import reads them back from stdin") {

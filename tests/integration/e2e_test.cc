@@ -577,6 +577,12 @@ TEST_CASE("bad input is rejected naming the field and changes nothing") {
                   "M=4", "N=4", "K=0"});
   CHECK(ctl.exit_code == 1);
   CHECK_THAT(ctl.err, Catch::Contains("K must be at least 1"));
+  // A network's dtype reaches tlmd, which refuses float16 on cpu.
+  const CommandResult half =
+      RunCommand({RunfilePath("client/tlmctl"), "--server=" + cluster.address(), "tune",
+                  "--network=bert_tiny", "--dtype=float16", "--target=cpu"});
+  CHECK(half.exit_code == 1);
+  CHECK_THAT(half.err, Catch::Contains("workload.dtype: float16 is not supported on target cpu"));
 
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM tasks") == tasks_before);
   CHECK(QueryInt(cluster.db_path(), "SELECT COUNT(*) FROM programs") == programs_before);

@@ -516,6 +516,25 @@ TEST_CASE("workers are listed in connection order with live counters") {
   CHECK(busy.in_flight() == 1);
   CHECK(busy.last_heartbeat_unix_ms() - busy.connected_unix_ms() == 1500);
   CHECK(workers[0].in_flight() == 0);
+
+  // Results add up the time the worker spent building and on its device.
+  auto job = Take(*sessions[9]);
+  REQUIRE(job.has_value());
+  tlm::v1::JobResult result = Harness::Result(*job);
+  result.mutable_result()->set_build_seconds(0.25);
+  result.mutable_result()->set_run_seconds(0.5);
+  REQUIRE(h.dispatcher->Complete(sessions[9]->worker_id(), result));
+  h.dispatcher->Enqueue(Harness::MakeJob(2));
+  job = Take(*sessions[9]);
+  REQUIRE(job.has_value());
+  result = Harness::Result(*job);
+  result.mutable_result()->set_build_seconds(0.5);
+  result.mutable_result()->set_run_seconds(1.0);
+  REQUIRE(h.dispatcher->Complete(sessions[9]->worker_id(), result));
+  const tlm::v1::WorkerInfo after = h.dispatcher->Workers()[9];
+  CHECK(after.results() == 2);
+  CHECK(after.build_seconds() == 0.75);
+  CHECK(after.run_seconds() == 1.5);
 }
 
 TEST_CASE("jobs are spread round-robin over three workers") {

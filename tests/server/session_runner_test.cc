@@ -339,6 +339,17 @@ TEST_CASE("invalid sessions name the field and store nothing") {
   tlm::v1::StartSessionRequest target = ThreeDense(10, 2);
   target.mutable_target()->set_kind("tpu");
   CHECK_THAT(error(target), Catch::StartsWith("workloads[0] (big): target.kind: unknown"));
+  tlm::v1::StartSessionRequest dtype = ThreeDense(10, 2);
+  dtype.set_dtype(tlm::v1::DTYPE_FLOAT16);
+  CHECK(error(dtype) == "dtype: applies to a network's workloads; give each workload its own");
+  tlm::v1::StartSessionRequest half_network;
+  half_network.set_network("bert_tiny");
+  half_network.set_dtype(tlm::v1::DTYPE_FLOAT16);
+  half_network.mutable_target()->set_kind("cpu");
+  half_network.set_budget(8);
+  CHECK_THAT(error(half_network),
+             Catch::StartsWith("workloads[0] (qkv): workload.dtype: float16 is not supported on "
+                               "target cpu"));
   CHECK(r.runner->List(0)->empty());
   CHECK(core.store->Counts()->tasks == 0);
 
@@ -353,6 +364,18 @@ TEST_CASE("invalid sessions name the field and store nothing") {
   CHECK(s.request().trials_per_round() == 16);
   CHECK(s.request().tasks_per_round() == 1);
   CHECK(s.tasks(0).name() == "qkv");
+  CHECK(s.tasks(0).workload().dtype() == tlm::v1::DTYPE_FLOAT32);
+
+  // A network in float16 on cuda: every workload, and so every task, in float16.
+  network.set_dtype(tlm::v1::DTYPE_FLOAT16);
+  network.mutable_target()->set_kind("cuda");
+  const tlm::v1::Session on_gpu = r.runner->StartSession(network).value();
+  REQUIRE(on_gpu.tasks_size() == 8);
+  REQUIRE(on_gpu.tasks(0).task_id() != 0);  // the budget of 8 goes to the first task
+  CHECK(core.tuner->Get(on_gpu.tasks(0).task_id())->workload().dtype() == tlm::v1::DTYPE_FLOAT16);
+  for (const tlm::v1::SessionTask& t : on_gpu.tasks()) {
+    CHECK(t.workload().dtype() == tlm::v1::DTYPE_FLOAT16);
+  }
 }
 
 }  // namespace
