@@ -324,12 +324,13 @@ absl::Status SessionRunner::Step(tlm::v1::Session& session,
   Summarize(session, tasks, untuned);
   const int measured = session.measured();
 
+  // Any tuning task still running, not only the last round's: one extended
+  // just before a restart that kept the round from being stored must end
+  // before the next round, or its measurements would be given twice.
   bool round_running = false;
+  for (const tlm::v1::Task& t : tasks) round_running |= t.state() == tlm::v1::TASK_STATE_RUNNING;
   if (session.rounds_size() > 0 && session.rounds().rbegin()->ended_unix_ms() == 0) {
     tlm::v1::SessionRound& round = *session.mutable_rounds()->rbegin();
-    for (int index : round.tasks()) {
-      round_running |= tasks[index].state() == tlm::v1::TASK_STATE_RUNNING;
-    }
     if (!round_running) {
       round.set_ended_unix_ms(NowMs());
       ended = round;

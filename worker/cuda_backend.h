@@ -39,7 +39,9 @@
 // With Options::build_threads > 0, Prefetch queues the build of a program
 // on a pool of that many threads, and its Measure takes the build over
 // (waiting for it if it is still queued or running), so NVRTC runs while
-// the GPU times the programs before it. The result is the same as without
+// the GPU times the programs before it; its threads run at a lower
+// priority (nice 10), so the thread launching timed kernels is not kept
+// waiting for a core. The result is the same as without
 // the hint, build_seconds included (the build's own duration plus the
 // device step's loading, not the time Measure waited). Builds do not
 // depend on the MeasureOptions (none of their fields affects parsing,

@@ -305,6 +305,44 @@ TEST_CASE("a session restarted after starting tasks but before storing them take
   CHECK(core.store->Counts()->measurements == 20 + 3);  // and one untuned each
 }
 
+TEST_CASE("a session restarted after extending a task but before storing the round stays in budget") {
+  const std::string path = TempDbPath();
+  int64_t id = 0;
+  {
+    Core core(path);
+    Runner r(core);
+    r.runner->Start();
+    std::shared_ptr<WorkerSession> worker = core.ConnectWorker(4);
+    id = r.runner->StartSession(ThreeDense(/*budget=*/16, /*per_round=*/4)).value().id();
+    int answered = 0;
+    while (answered < 12) answered += core.Answer(*worker, Latency, 12 - answered);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (r.runner->Get(id)->rounds_size() < 2) {
+      REQUIRE(absl::Now() < deadline);
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    r.runner->Stop();
+    core.tuner->StopAccepting();
+    // What the store holds when tlmd dies after extending round 2's task and
+    // before storing the round.
+    tlm::v1::Session lost = r.runner->Get(id).value();
+    lost.mutable_rounds()->RemoveLast();
+    REQUIRE(core.store->UpdateSession(lost).ok());
+  }
+  Core core(path);
+  REQUIRE(core.tuner->Resume().ok());
+  Runner r(core);
+  r.runner->Start();
+  // The runner looks at the session (every 5 ms) while the extended task
+  // still has all its measurements to go.
+  absl::SleepFor(absl::Milliseconds(100));
+  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+  const tlm::v1::Session done = RunToEnd(core, *r.runner, *worker, id);
+  REQUIRE(done.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
+  CHECK(done.measured() == 16);
+  CHECK(core.store->Counts()->measurements == 16);
+}
+
 TEST_CASE("invalid sessions name the field and store nothing") {
   Core core(TempDbPath());
   Runner r(core);
