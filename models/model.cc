@@ -333,12 +333,11 @@ absl::StatusOr<Model> Model::Load(const std::string& path) {
 
 namespace {
 
-// Draws one allowed value from a row of logits; returns its index.
+// Draws one allowed value from a row of logits, value i scored by the logit
+// of token tokens[i] (none when negative); returns its index.
 size_t Choose(const float* logits, const std::vector<int64_t>& values,
               const std::vector<int32_t>& tokens, const GenerateOptions& o,
               std::mt19937_64& rng) {
-  // Values without a token (never seen, beyond the number range) are drawn
-  // only when exploring or when no allowed value has one, then uniformly.
   if (o.explore > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < o.explore) {
     return std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng);
   }
@@ -393,6 +392,9 @@ absl::StatusOr<std::vector<program::Program>> Model::Generate(
     Transformer& net = impl_->net;
     std::mt19937_64 rng(o.seed);
     absl::flat_hash_set<std::string> seen;
+    // A value beyond the number tokens is scored as the largest of them: the
+    // model's liking for a large factor in that place carries over to it.
+    const int32_t largest_number = *impl_->tokenizer.NumberId(Tokenizer::kNumberTokens - 1);
     const torch::Tensor prompt_tokens =
         torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong)
             .unsqueeze(0)
@@ -416,10 +418,12 @@ absl::StatusOr<std::vector<program::Program>> Model::Generate(
         for (int64_t r = 0; r < b; ++r) {
           const std::vector<int64_t> values = sketch.Candidates(slot, decisions[r]);
           std::vector<int32_t> tokens(values.size());
+          std::vector<int32_t> scored_as(values.size());
           for (size_t i = 0; i < values.size(); ++i) {
             tokens[i] = impl_->tokenizer.NumberId(values[i]).value_or(-1);
+            scored_as[i] = tokens[i] >= 0 ? tokens[i] : largest_number;
           }
-          const size_t chosen = Choose(rows + r * logits.size(1), values, tokens, o, rng);
+          const size_t chosen = Choose(rows + r * logits.size(1), values, scored_as, o, rng);
           decisions[r].push_back(values[chosen]);
           next[r] = tokens[chosen] >= 0 ? tokens[chosen] : Tokenizer::kUnk;
         }

@@ -41,9 +41,9 @@ struct GenerateOptions {
   // Keep only the k most likely allowed values (0: all).
   int top_k = 0;
   // Probability, per decision, of drawing uniformly among all allowed values
-  // instead of from the model: exploration that also reaches values the
-  // model has no token for (e.g. a factor above 1024, such as a large prime
-  // extent), which it otherwise never picks while another value has one.
+  // instead of from the model. (A value the model has no token for, such as
+  // a factor above 1024 of a large prime extent, is scored as the largest
+  // number token when drawing from the model.)
   double explore = 0;
   // Sequences decoded together.
   int batch_size = 64;

@@ -57,7 +57,7 @@ ABSL_FLAG(double, tlm_temperature, 1.0, "tlm sampler: sampling temperature (0: g
 ABSL_FLAG(int32_t, tlm_top_k, 0, "tlm sampler: keep the k most likely values (0: all)");
 ABSL_FLAG(double, tlm_explore, 0.15,
           "tlm sampler: probability per decision of a uniform draw among the allowed values "
-          "instead of the model's (reaches values the model has no token for)");
+          "instead of the model's");
 ABSL_FLAG(int32_t, finetune_every, 0,
           "with --model: fine-tune the model on the best program of every workload after this many "
           "successful results, and write it over --model (0: never)");
