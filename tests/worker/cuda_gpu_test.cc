@@ -121,6 +121,19 @@ int RunSelf(const char* mode) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A program checked against the reference and timed: 3 repeats of at
+// least one call each, built from generated CUDA C.
+void RequireMeasured(const tlm::v1::MeasureResult& r) {
+  INFO(Describe(r));
+  INFO(r.source());
+  REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
+  CHECK(r.median_seconds() > 0);
+  CHECK(r.repeat_seconds_size() == 3);
+  CHECK(r.number() >= 1);
+  CHECK(r.build_seconds() > 0);
+  CHECK_THAT(r.source(), Catch::Contains("__global__"));
+}
+
 TEST_CASE("random programs of every small workload match the reference and are timed") {
   absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
   REQUIRE(backend.ok());
@@ -132,15 +145,7 @@ TEST_CASE("random programs of every small workload match the reference and are t
       const program::Program p =
           n == 0 ? *program::DefaultProgram(w, "cuda") : program::SampleProgram(sketch, rng);
       INFO(program::Print(p));
-      const tlm::v1::MeasureResult r = (*backend)->Measure(program::ProgramToProto(p), Quick());
-      INFO(Describe(r));
-      INFO(r.source());
-      REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
-      CHECK(r.median_seconds() > 0);
-      CHECK(r.repeat_seconds_size() == 3);
-      CHECK(r.number() >= 1);
-      CHECK(r.build_seconds() > 0);
-      CHECK_THAT(r.source(), Catch::Contains("__global__"));
+      RequireMeasured((*backend)->Measure(program::ProgramToProto(p), Quick()));
     }
   }
 }
@@ -162,13 +167,7 @@ TEST_CASE("programs built ahead on two threads match the reference and are timed
     }
     for (const program::Program& p : programs) {
       INFO(program::Print(p));
-      const tlm::v1::MeasureResult r = (*backend)->Measure(program::ProgramToProto(p), Quick());
-      INFO(Describe(r));
-      INFO(r.source());
-      REQUIRE(r.error_kind() == tlm::v1::ERROR_KIND_NONE);
-      CHECK(r.median_seconds() > 0);
-      CHECK(r.build_seconds() > 0);
-      CHECK_THAT(r.source(), Catch::Contains("__global__"));
+      RequireMeasured((*backend)->Measure(program::ProgramToProto(p), Quick()));
     }
   }
   CHECK((*backend)->builds_ahead() == prefetched);
