@@ -95,6 +95,25 @@ tlm::v1::Session RunToEnd(Core& core, SessionRunner& runner, WorkerSession& work
   }
 }
 
+// A core restarted on `path` as tlmd starts: the tuner resumes its tasks,
+// then the session runner starts.
+struct Restarted {
+  explicit Restarted(const std::string& path) : core(path) {
+    REQUIRE(core.tuner->Resume().ok());
+    runner = std::make_unique<Runner>(core);
+    runner->runner->Start();
+  }
+
+  // Connects a worker and measures for session `id` until it ends.
+  tlm::v1::Session RunToEnd(int64_t id) {
+    std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
+    return tlm::server::RunToEnd(core, *runner->runner, *worker, id);
+  }
+
+  Core core;
+  std::unique_ptr<Runner> runner;  // stopped before `core` goes
+};
+
 TEST_CASE("a session measures every task first, then spends its budget where the network gains") {
   Core core(TempDbPath());
   Runner r(core);
@@ -244,12 +263,9 @@ TEST_CASE("a restarted core resumes a session mid-round from the store") {
     r.runner->Stop();
     core.tuner->StopAccepting();
   }
-  Core core(path);
-  REQUIRE(core.tuner->Resume().ok());
-  Runner r(core);
-  r.runner->Start();
-  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
-  const tlm::v1::Session done = RunToEnd(core, *r.runner, *worker, id);
+  Restarted restarted(path);
+  Core& core = restarted.core;
+  const tlm::v1::Session done = restarted.RunToEnd(id);
   REQUIRE(done.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
   CHECK(done.measured() == 20);
   // 12; then big gets 4 and 2 (its cap: half the budget); then mid 2.
@@ -287,12 +303,9 @@ TEST_CASE("a session restarted after starting tasks but before storing them take
     REQUIRE(core.store->UpdateSession(lost).ok());
     core.tuner->StopAccepting();
   }
-  Core core(path);
-  REQUIRE(core.tuner->Resume().ok());
-  Runner r(core);
-  r.runner->Start();
-  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
-  const tlm::v1::Session done = RunToEnd(core, *r.runner, *worker, id);
+  Restarted restarted(path);
+  Core& core = restarted.core;
+  const tlm::v1::Session done = restarted.RunToEnd(id);
   REQUIRE(done.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
   std::vector<int64_t> after;
   for (const tlm::v1::SessionTask& t : done.tasks()) {
@@ -329,15 +342,12 @@ TEST_CASE("a session restarted after extending a task but before storing the rou
     lost.mutable_rounds()->RemoveLast();
     REQUIRE(core.store->UpdateSession(lost).ok());
   }
-  Core core(path);
-  REQUIRE(core.tuner->Resume().ok());
-  Runner r(core);
-  r.runner->Start();
+  Restarted restarted(path);
+  Core& core = restarted.core;
   // The runner looks at the session (every 5 ms) while the extended task
   // still has all its measurements to go.
   absl::SleepFor(absl::Milliseconds(100));
-  std::shared_ptr<WorkerSession> worker = core.ConnectWorker(2);
-  const tlm::v1::Session done = RunToEnd(core, *r.runner, *worker, id);
+  const tlm::v1::Session done = restarted.RunToEnd(id);
   REQUIRE(done.state() == tlm::v1::SESSION_STATE_SUCCEEDED);
   CHECK(done.measured() == 16);
   CHECK(core.store->Counts()->measurements == 16);
